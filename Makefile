@@ -1,0 +1,54 @@
+# ppyc: the two entry points are `make demo` and `make test` (README.md).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.ONESHELL:
+
+PYTHON ?= python3
+BUILD := $(CURDIR)/build
+PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $$HOME/.pyenv)
+# Every CPython 3.10-3.14 this machine has (as CI has the same image).
+TEST_PYTHONS ?= $(sort $(wildcard $(PYENV_ROOT)/versions/3.1[0-4].*/bin/python))
+PIP_FLAGS := --disable-pip-version-check --quiet
+export CARGO_TERM_COLOR ?= never
+export PPYC_NO_PROGRESS := 1
+
+.PHONY: demo test lint rust-test python-test wheels bench clean
+
+## demo: pack this interpreter's stdlib and a small venv of popular packages, then inspect
+## and verify the result.
+demo:
+	bash scripts/demo.sh "$(PYTHON)"
+
+## test: every test, on every installed CPython 3.10+.
+test: lint rust-test python-test
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+	$(PYTHON) -m venv $(BUILD)/lint-venv
+	$(BUILD)/lint-venv/bin/pip install $(PIP_FLAGS) ruff==0.17.6
+	$(BUILD)/lint-venv/bin/ruff check python tests compiler/src compiler/tests benches scripts
+	$(BUILD)/lint-venv/bin/ruff format --check python tests compiler/src compiler/tests benches scripts
+
+rust-test:
+	PPYC_TEST_PYTHONS="$(subst $(eval) ,:,$(TEST_PYTHONS))" \
+	  cargo test --workspace --exclude ppyc-runtime --locked --release
+
+# One venv per interpreter, with ppyc installed by `pip install .` (the user's way).
+python-test:
+	for py in $(TEST_PYTHONS); do
+	  v=$$($$py -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+	  venv=$(BUILD)/venv-$$v
+	  echo "=== CPython $$v ($$py)"
+	  [ -x $$venv/bin/python ] || $$py -m venv $$venv
+	  $$venv/bin/pip install $(PIP_FLAGS) -r tests/requirements-dev.txt
+	  $$venv/bin/pip install $(PIP_FLAGS) --no-build-isolation --force-reinstall --no-deps .
+	  (cd tests && $$venv/bin/python -m pytest -q -p no:cacheprovider python)
+	done
+
+## bench: regenerate BENCHMARKS.md (see benches/README.md).
+bench:
+	bash benches/run.sh "$(PYTHON)"
+
+clean:
+	rm -rf $(BUILD) target

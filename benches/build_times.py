@@ -1,0 +1,127 @@
+"""Build-time benchmark of `ppyc compile` on a real site-packages (BENCHMARKS.md).
+
+Usage: python benches/build_times.py SITE_PACKAGES [--runs N] [--json FILE]
+
+Run with the interpreter whose site-packages it is (ppyc installed in it). Measures, each
+scenario alternated with its comparison where there is one:
+  warm     every .pyc fresh, no previous pack (`ppyc compile --force`)
+  rebuild  one package's sources changed, previous pack present (`ppyc compile`)
+  cold     no .pyc at all: `ppyc compile --force` versus `python -m compileall -q -j0`
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+TAG = sys.implementation.cache_tag
+ENV = {**os.environ, "PPYC_NO_PROGRESS": "1"}
+
+
+def run(*args: str) -> float:
+    start = time.perf_counter()
+    subprocess.run(args, check=True, env=ENV, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def ppyc(*args: str) -> float:
+    return run(sys.executable, "-m", "ppyc", "compile", "--quiet", *args)
+
+
+def drop_pycs(site: Path) -> None:
+    for pyc in site.rglob(f"*.{TAG}.pyc"):
+        pyc.unlink()
+
+
+def count_modules(site: Path) -> int:
+    out = subprocess.run(
+        [sys.executable, "-m", "ppyc", "inspect", str(site)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=ENV,
+    ).stdout
+    for line in out.splitlines():
+        if "modules" in line and line.strip().startswith("size:"):
+            return int(line.split(",")[-1].split()[0])
+    raise RuntimeError("no module count in `ppyc inspect` output")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("site", type=Path)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--package", default="requests", help="the package changed for rebuild")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    site: Path = args.site.resolve()
+    sources = sorted(p for p in site.rglob("*.py") if "__pycache__" not in p.parts)
+    results: dict[str, object] = {
+        "python": sys.version.split()[0],
+        "site": str(site),
+        "py_files": len(sources),
+        "source_bytes": sum(p.stat().st_size for p in sources),
+        "runs": args.runs,
+        "cpus": os.cpu_count(),
+    }
+
+    # Make every .pyc fresh and a pack exist, then time warm builds.
+    run(sys.executable, "-m", "compileall", "-q", "-j0", str(site))
+    ppyc("--force", str(site))
+    results["modules"] = count_modules(site)
+    warm = [ppyc("--force", str(site)) for _ in range(args.runs)]
+
+    # Rebuild after one package changed: append a comment to each of its files.
+    package = site / args.package
+    originals = {p: p.read_bytes() for p in package.rglob("*.py")}
+    rebuild = []
+    try:
+        for i in range(args.runs):
+            ppyc(str(site))  # previous pack up to date
+            for p, data in originals.items():
+                p.write_bytes(data + f"\n# ppyc benchmark edit {i}\n".encode())
+            rebuild.append(ppyc(str(site)))
+    finally:
+        for p, data in originals.items():
+            p.write_bytes(data)
+        ppyc(str(site))
+    results["rebuild_package"] = args.package
+    results["rebuild_files"] = len(originals)
+
+    # Cold: no .pyc; ppyc and compileall alternated.
+    cold_ppyc, cold_compileall = [], []
+    cold_runs = max(2, args.runs // 2)
+    for _ in range(cold_runs):
+        drop_pycs(site)
+        cold_compileall.append(run(sys.executable, "-m", "compileall", "-q", "-j0", str(site)))
+        drop_pycs(site)
+        cold_ppyc.append(ppyc("--force", str(site)))
+    shutil.rmtree(site / "__pycache__" / "ppyc-bench", ignore_errors=True)
+
+    def stats(xs: list[float]) -> dict[str, float]:
+        return {"median": statistics.median(xs), "min": min(xs), "max": max(xs)}
+
+    results["warm"] = stats(warm)
+    results["rebuild"] = stats(rebuild)
+    results["cold_ppyc"] = stats(cold_ppyc)
+    results["cold_compileall"] = stats(cold_compileall)
+    results["cold_runs"] = cold_runs
+    results["rebuild_over_warm"] = statistics.median(rebuild) / statistics.median(warm)
+    results["cold_ppyc_over_compileall"] = statistics.median(cold_ppyc) / statistics.median(
+        cold_compileall
+    )
+    text = json.dumps(results, indent=2)
+    if args.json:
+        args.json.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

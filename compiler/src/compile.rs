@@ -1,0 +1,453 @@
+//! Building the pack of one directory: walk, reuse, read `.pyc`, compile the rest, write.
+//!
+//! For every module, the cheapest source of correct code wins:
+//! 1. the previous pack's record, when the source is unchanged (same size and mtime and not
+//!    modified within the same second as the previous pack, or else the same BLAKE3);
+//! 2. `__pycache__/<name>.<cache_tag>[.opt-N].pyc`, when CPython itself would accept it
+//!    ([`crate::pyc`]) and its marshal stream is well formed ([`crate::marshal::validate`]);
+//! 3. compiling the source in the target interpreter ([`crate::workers`]), which also writes
+//!    the `.pyc` as `compileall` does, so the stock importer gains too.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ppyc_format::{FormatError, ModuleInput, Pack, PackWriter};
+use rayon::prelude::*;
+
+use crate::interpreter::Interpreter;
+use crate::report::{Problem, Reporter};
+use crate::walk::{SourceModule, WalkOptions, walk};
+use crate::{marshal, pyc, workers};
+
+/// The files CPython's own `make install` leaves out when it byte-compiles the standard
+/// library (Makefile.pre.in, `COMPILEALL_OPTS`/`-x`, 3.10–3.13): test data with deliberate
+/// syntax errors, and site-packages (packed on its own).
+pub const STDLIB_EXCLUDES: &[&str] = &[
+    "site-packages",
+    "bad_coding",
+    "badsyntax",
+    "lib2to3/tests/data",
+    "test_lib2to3/data",
+];
+
+/// How to build.
+#[derive(Clone, Debug)]
+pub struct BuildOptions {
+    /// Optimisation level of the code (`sys.flags.optimize` of the runs that will use it).
+    pub optimize: u8,
+    /// Leave out paths containing one of these strings (see [`WalkOptions::excludes`]).
+    pub excludes: Vec<String>,
+    /// Worker processes for compiling.
+    pub jobs: usize,
+    /// Time limit for compiling one file.
+    pub timeout: Duration,
+    /// Reuse records of the previous pack whose source is unchanged.
+    pub incremental: bool,
+    /// Write the `.pyc` of compiled sources to `__pycache__` (as `compileall` does).
+    pub write_pyc: bool,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        Self {
+            optimize: 0,
+            excludes: Vec::new(),
+            jobs: std::thread::available_parallelism().map_or(1, usize::from),
+            timeout: Duration::from_secs(60),
+            incremental: true,
+            write_pyc: true,
+        }
+    }
+}
+
+/// What a build did.
+#[derive(Clone, Debug, Default)]
+pub struct BuildSummary {
+    /// The packed directory.
+    pub dir: PathBuf,
+    /// Where the pack was written.
+    pub pack_path: PathBuf,
+    /// Why the pack went to the user cache instead of `dir/__pycache__` (`None` when it
+    /// did not).
+    pub cache_reason: Option<String>,
+    /// Modules in the pack.
+    pub modules: usize,
+    /// Modules reused from the previous pack.
+    pub reused: usize,
+    /// Modules whose code came from a fresh `.pyc`.
+    pub from_pyc: usize,
+    /// Modules compiled.
+    pub compiled: usize,
+    /// Compiled modules whose `.pyc` was written to `__pycache__`.
+    pub pyc_written: usize,
+    /// Modules left out (syntax errors, unreadable files), and directories that could not
+    /// be read.
+    pub problems: Vec<Problem>,
+    /// Size of the pack file.
+    pub bytes: u64,
+    /// Wall time of the whole build.
+    pub seconds: f64,
+}
+
+/// Why a build could not produce a pack.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("no such directory: `{0}`")]
+    Missing(PathBuf),
+    #[error("not a directory: `{0}`")]
+    NotADirectory(PathBuf),
+    #[error("cannot read `{path}`: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("CPython with pyc magic {0:?} is not supported")]
+    UnsupportedMagic([u8; 4]),
+    #[error(
+        "cannot write a pack for `{dir}`: `{in_tree}` is not writable ({in_tree_error}) and \
+         neither is the user cache ({cache_error})"
+    )]
+    NoWritableLocation {
+        dir: PathBuf,
+        in_tree: PathBuf,
+        in_tree_error: String,
+        cache_error: String,
+    },
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    #[error(transparent)]
+    Workers(#[from] workers::WorkerError),
+}
+
+/// Where a module's code came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    Reused,
+    Pyc,
+    Compiled,
+}
+
+struct Stat {
+    size: u64,
+    mtime_ns: i64,
+    mtime_secs: i64,
+}
+
+enum Classified {
+    Ready(ModuleInput, Origin),
+    Compile {
+        module: SourceModule,
+        stat: Stat,
+        blake3: [u8; 32],
+        cfile: PathBuf,
+    },
+    Failed(Problem),
+}
+
+fn problem(path: &Path, message: impl Into<String>) -> Problem {
+    Problem {
+        path: path.to_path_buf(),
+        line: None,
+        message: message.into(),
+    }
+}
+
+fn stat_of(meta: &std::fs::Metadata) -> Stat {
+    Stat {
+        size: meta.size(),
+        mtime_ns: meta.mtime().saturating_mul(1_000_000_000).saturating_add(meta.mtime_nsec()),
+        mtime_secs: meta.mtime(),
+    }
+}
+
+fn input(module: &SourceModule, stat: &Stat, blake3: [u8; 32], pyc_flags: u32, payload: Vec<u8>) -> ModuleInput {
+    ModuleInput {
+        name: module.name.clone(),
+        is_package: module.is_package,
+        source_path: module.rel_path.clone(),
+        source_size: stat.size,
+        source_mtime_ns: stat.mtime_ns,
+        source_blake3: blake3,
+        pyc_flags,
+        payload,
+    }
+}
+
+/// Whether `dir` accepts new files (creating it if needed), tested by creating one.
+fn probe_writable(dir: &Path) -> Result<(), std::io::Error> {
+    std::fs::create_dir_all(dir)?;
+    tempfile::Builder::new().prefix(".__ppyc__probe").tempfile_in(dir).map(drop)
+}
+
+/// Where the previous pack of `dir` for this target is, if any and usable.
+fn previous_pack(candidates: &[&Path], target: &ppyc_format::Target) -> Option<(Pack, i64)> {
+    candidates.iter().find_map(|path| {
+        let pack = Pack::open(path).ok()?;
+        if pack.header().target != *target {
+            return None;
+        }
+        let meta = std::fs::metadata(path).ok()?;
+        Some((pack, stat_of(&meta).mtime_ns))
+    })
+}
+
+struct Context<'a> {
+    interp: &'a Interpreter,
+    version: marshal::PyVersion,
+    optimize: u8,
+    previous: Option<&'a (Pack, i64)>,
+}
+
+impl Context<'_> {
+    fn classify(&self, module: SourceModule) -> Classified {
+        let meta = match std::fs::metadata(&module.source) {
+            Ok(m) => m,
+            Err(e) => return Classified::Failed(problem(&module.source, format!("cannot read: {e}"))),
+        };
+        let stat = stat_of(&meta);
+        let previous = self.previous.and_then(|(pack, written_ns)| {
+            let m = pack.get(&module.name).ok()??;
+            (m.source_path() == module.rel_path && m.is_package() == module.is_package)
+                .then_some((m, *written_ns))
+        });
+        // 1a. Unchanged size and mtime, and not racily modified in the second the previous
+        //     pack was written (git's "racy clean" rule): reuse without reading the source.
+        if let Some((m, written_ns)) = previous {
+            if m.source_size() == stat.size
+                && m.source_mtime_ns() == stat.mtime_ns
+                && stat.mtime_ns < written_ns.saturating_sub(1_000_000_000)
+            {
+                if let Ok(payload) = m.payload() {
+                    let blake3 = *m.source_blake3();
+                    return Classified::Ready(
+                        input(&module, &stat, blake3, m.pyc_flags(), payload.to_vec()),
+                        Origin::Reused,
+                    );
+                }
+            }
+        }
+        let source = match std::fs::read(&module.source) {
+            Ok(s) => s,
+            Err(e) => return Classified::Failed(problem(&module.source, format!("cannot read: {e}"))),
+        };
+        let blake3 = *blake3::hash(&source).as_bytes();
+        // 1b. Same content as when packed (touched, or copied with new times).
+        if let Some((m, _)) = previous {
+            if *m.source_blake3() == blake3 {
+                if let Ok(payload) = m.payload() {
+                    return Classified::Ready(
+                        input(&module, &stat, blake3, m.pyc_flags(), payload.to_vec()),
+                        Origin::Reused,
+                    );
+                }
+            }
+        }
+        // 2. A .pyc CPython would accept.
+        let cfile = pyc::cache_path(&module.source, &self.interp.cache_tag, self.optimize);
+        if let Some((flags, payload)) = self.fresh_pyc(&cfile, &stat, &source) {
+            return Classified::Ready(input(&module, &stat, blake3, flags, payload), Origin::Pyc);
+        }
+        // 3. Compile.
+        Classified::Compile {
+            module,
+            stat,
+            blake3,
+            cfile,
+        }
+    }
+
+    /// The flags and marshal payload of `cfile`, if CPython would use it for `source`.
+    fn fresh_pyc(&self, cfile: &Path, stat: &Stat, source: &[u8]) -> Option<(u32, Vec<u8>)> {
+        let data = std::fs::read(cfile).ok()?;
+        let header = pyc::PycHeader::parse(&data).ok()?;
+        if header.magic != self.interp.pyc_magic {
+            return None;
+        }
+        let fresh = pyc::is_fresh(
+            &header,
+            self.interp.pyc_magic,
+            stat.mtime_secs,
+            stat.size,
+            source,
+        );
+        if !fresh {
+            return None;
+        }
+        let payload = &data[pyc::HEADER_LEN..];
+        marshal::validate(payload, self.version).ok()?;
+        Some((header.flags, payload.to_vec()))
+    }
+}
+
+/// Builds (or rebuilds) the pack of `dir` for `interp`.
+pub fn build_pack(
+    dir: &Path,
+    interp: &Interpreter,
+    options: &BuildOptions,
+    reporter: &dyn Reporter,
+) -> Result<BuildSummary, BuildError> {
+    let started = Instant::now();
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BuildError::Missing(dir.to_path_buf())),
+        Err(source) => return Err(BuildError::Io { path: dir.to_path_buf(), source }),
+        Ok(m) if !m.is_dir() => return Err(BuildError::NotADirectory(dir.to_path_buf())),
+        Ok(_) => {}
+    }
+    let version = marshal::PyVersion::from_magic(interp.pyc_magic)
+        .ok_or(BuildError::UnsupportedMagic(interp.pyc_magic))?;
+    let target = interp.target(options.optimize);
+    let real = std::fs::canonicalize(dir).map_err(|source| BuildError::Io { path: dir.to_path_buf(), source })?;
+    let in_tree = ppyc_format::in_tree_pack_path(dir, &target.cache_tag, options.optimize);
+    let in_cache = ppyc_format::cache_dir()
+        .map(|c| ppyc_format::cache_pack_path(&c, &real, &target.cache_tag, options.optimize));
+
+    let previous = if options.incremental {
+        let mut candidates = vec![in_tree.as_path()];
+        candidates.extend(in_cache.as_deref());
+        previous_pack(&candidates, &target)
+    } else {
+        None
+    };
+
+    let walk_options = WalkOptions {
+        extension_suffixes: interp.extension_suffixes.clone(),
+        excludes: options.excludes.clone(),
+    };
+    let (modules, issues) = walk(dir, &walk_options);
+    reporter.on_start(dir, modules.len());
+    let mut summary = BuildSummary {
+        dir: dir.to_path_buf(),
+        ..BuildSummary::default()
+    };
+    for issue in issues {
+        let p = problem(&issue.path, issue.message);
+        reporter.on_problem(&p);
+        summary.problems.push(p);
+    }
+
+    let context = Context {
+        interp,
+        version,
+        optimize: options.optimize,
+        previous: previous.as_ref(),
+    };
+    let classified: Vec<Classified> = modules
+        .into_par_iter()
+        .map(|m| {
+            let c = context.classify(m);
+            if !matches!(c, Classified::Compile { .. }) {
+                reporter.on_progress(1);
+            }
+            c
+        })
+        .collect();
+
+    let mut writer = PackWriter::new(target.clone())?;
+    writer.set_meta("generator", concat!("ppyc ", env!("CARGO_PKG_VERSION")));
+    writer.set_meta("root", &real.to_string_lossy());
+    let mut to_compile = Vec::new();
+    for c in classified {
+        match c {
+            Classified::Ready(input, origin) => {
+                match origin {
+                    Origin::Reused => summary.reused += 1,
+                    Origin::Pyc => summary.from_pyc += 1,
+                    Origin::Compiled => summary.compiled += 1,
+                }
+                writer.add(input)?;
+            }
+            Classified::Failed(p) => {
+                reporter.on_problem(&p);
+                summary.problems.push(p);
+            }
+            Classified::Compile { module, stat, blake3, cfile } => to_compile.push((module, stat, blake3, cfile)),
+        }
+    }
+    drop(previous);
+
+    if !to_compile.is_empty() {
+        let write_pyc = options.write_pyc && !interp.dont_write_bytecode;
+        let jobs: Vec<workers::CompileJob> = to_compile
+            .iter()
+            .map(|(m, _, _, cfile)| workers::CompileJob {
+                source: m.source.clone(),
+                cfile: write_pyc.then(|| cfile.clone()),
+                optimize: options.optimize,
+            })
+            .collect();
+        let pool = workers::WorkerPool::start(
+            &interp.executable,
+            options.jobs.clamp(1, to_compile.len()),
+            workers::Timeouts {
+                startup: Duration::from_secs(30),
+                per_file: options.timeout,
+            },
+        )?;
+        let results = pool.compile_all(jobs, |_, _| reporter.on_progress(1));
+        for ((module, stat, blake3, _), (_, result)) in to_compile.into_iter().zip(results) {
+            match result {
+                Ok(compiled) => {
+                    let Ok(header) = pyc::PycHeader::parse(&compiled.pyc) else {
+                        let p = problem(&module.source, "the compiler returned a malformed .pyc");
+                        reporter.on_problem(&p);
+                        summary.problems.push(p);
+                        continue;
+                    };
+                    let payload = &compiled.pyc[pyc::HEADER_LEN..];
+                    if !pyc::is_fresh(&header, interp.pyc_magic, stat.mtime_secs, stat.size, &[])
+                        || marshal::validate(payload, version).is_err()
+                    {
+                        let p = problem(&module.source, "the source changed while it was being compiled");
+                        reporter.on_problem(&p);
+                        summary.problems.push(p);
+                        continue;
+                    }
+                    summary.compiled += 1;
+                    summary.pyc_written += usize::from(compiled.written);
+                    writer.add(input(&module, &stat, blake3, header.flags, payload.to_vec()))?;
+                }
+                Err(failure) => {
+                    let p = failure.to_problem();
+                    reporter.on_problem(&p);
+                    summary.problems.push(p);
+                }
+            }
+        }
+    }
+
+    summary.modules = writer.len();
+    let bytes = writer.finish()?;
+    summary.bytes = bytes.len() as u64;
+    let pycache = in_tree.parent().unwrap_or(dir);
+    let in_tree_result = probe_writable(pycache)
+        .map_err(|e| format!("`{}`: {e}", pycache.display()))
+        .and_then(|()| ppyc_format::write_atomic(&in_tree, &bytes).map_err(|e| e.to_string()));
+    match in_tree_result {
+        Ok(()) => summary.pack_path = in_tree,
+        Err(in_tree_error) => {
+            let Some(cache) = in_cache else {
+                return Err(BuildError::NoWritableLocation {
+                    dir: dir.to_path_buf(),
+                    in_tree,
+                    in_tree_error: in_tree_error.clone(),
+                    cache_error: "no cache directory (neither XDG_CACHE_HOME nor HOME is set)".into(),
+                });
+            };
+            if let Err(e) = ppyc_format::write_atomic(&cache, &bytes) {
+                return Err(BuildError::NoWritableLocation {
+                    dir: dir.to_path_buf(),
+                    in_tree,
+                    in_tree_error: in_tree_error.clone(),
+                    cache_error: e.to_string(),
+                });
+            }
+            summary.cache_reason = Some(in_tree_error);
+            summary.pack_path = cache;
+        }
+    }
+    reporter.on_finish();
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}

@@ -1,0 +1,5 @@
+//! placeholder
+pub mod interpreter;
+pub mod pyc;
+pub mod walk;
+pub mod workers;

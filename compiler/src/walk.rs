@@ -1,0 +1,355 @@
+//! Finding the modules below one `sys.path` directory, named exactly as the stock
+//! `FileFinder` would find them (Lib/importlib/_bootstrap_external.py, `FileFinder.find_spec`,
+//! 3.10–3.13): in each directory, a package directory with an `__init__` wins, then an
+//! extension module, then a `.py` module, then a namespace package portion.
+//!
+//! What ppyc packs: `.py` modules and regular packages (`__init__.py`), including those
+//! inside namespace packages. What it leaves to the stock importer: namespace packages
+//! themselves, extension modules (and `.py` files they shadow), sourceless `.pyc` modules,
+//! packages whose `__init__` is an extension or sourceless, and everything whose name is not
+//! importable (`*.dist-info`, `__pycache__`, names with dashes or dots, non-UTF-8 names).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use walkdir::WalkDir;
+
+/// One module found by [`walk`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceModule {
+    /// Fully qualified name, e.g. `pkg.sub.mod`.
+    pub name: String,
+    /// Whether the source is a package's `__init__.py`.
+    pub is_package: bool,
+    /// Path of the source file (below the walked directory, symlinks not resolved).
+    pub source: PathBuf,
+    /// Path of the source relative to the walked directory, `/`-separated.
+    pub rel_path: String,
+}
+
+/// A file or directory the walk could not read (reported; the walk goes on).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WalkIssue {
+    /// Where.
+    pub path: PathBuf,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// What to leave out of a walk.
+#[derive(Clone, Debug, Default)]
+pub struct WalkOptions {
+    /// `importlib.machinery.EXTENSION_SUFFIXES` of the target interpreter.
+    pub extension_suffixes: Vec<String>,
+    /// Leave out every file or directory whose path relative to the walked directory
+    /// contains one of these strings.
+    pub excludes: Vec<String>,
+}
+
+/// Whether `name` is a Python identifier (what `str.isidentifier` checks; Python's NFKC
+/// normalisation of identifiers does not apply to file names, which are looked up as is).
+#[must_use]
+pub fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    match chars.next() {
+        Some(c) if c == '_' || unicode_ident::is_xid_start(c) => {}
+        _ => return false,
+    }
+    chars.all(unicode_ident::is_xid_continue)
+}
+
+#[derive(Default, Debug)]
+struct Listing {
+    files: BTreeSet<String>,
+    dirs: BTreeSet<String>,
+}
+
+/// Finds the modules below `root` (a `sys.path` entry). Results are sorted by name.
+#[must_use]
+pub fn walk(root: &Path, options: &WalkOptions) -> (Vec<SourceModule>, Vec<WalkIssue>) {
+    let mut issues = Vec::new();
+    let mut listings: BTreeMap<String, Listing> = BTreeMap::new();
+    listings.insert(String::new(), Listing::default());
+    let excluded = |rel: &str| {
+        options
+            .excludes
+            .iter()
+            .any(|x| !x.is_empty() && rel.contains(x.as_str()))
+    };
+    let walker = WalkDir::new(root)
+        .follow_links(true)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| {
+            if e.depth() == 0 || !e.file_type().is_dir() {
+                return true;
+            }
+            // Only directories that could be packages are entered.
+            e.file_name().to_str().is_some_and(is_identifier)
+        });
+    for entry in walker {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(err) => {
+                // A directory we cannot list, a broken symlink, a symlink loop, or a file
+                // deleted during the walk.
+                let path = err
+                    .path()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| root.to_path_buf());
+                let gone = err
+                    .io_error()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+                if !gone {
+                    issues.push(WalkIssue {
+                        path,
+                        message: err.to_string(),
+                    });
+                }
+                continue;
+            }
+        };
+        if entry.depth() == 0 {
+            continue;
+        }
+        let Ok(rel) = entry.path().strip_prefix(root) else {
+            continue;
+        };
+        let Some(rel) = rel.to_str() else {
+            // Non-UTF-8 names cannot be module names.
+            continue;
+        };
+        let rel = rel.replace(std::path::MAIN_SEPARATOR, "/");
+        let (parent, name) = match rel.rsplit_once('/') {
+            Some((p, n)) => (p.to_owned(), n.to_owned()),
+            None => (String::new(), rel.clone()),
+        };
+        let listing = listings.entry(parent).or_default();
+        if entry.file_type().is_dir() {
+            listing.dirs.insert(name);
+            listings.entry(rel).or_default();
+        } else {
+            listing.files.insert(name);
+        }
+    }
+    let mut modules = Vec::new();
+    visit(root, "", "", &listings, options, &excluded, &mut modules);
+    modules.sort_by(|a, b| a.name.cmp(&b.name));
+    (modules, issues)
+}
+
+fn visit(
+    root: &Path,
+    rel_dir: &str,
+    prefix: &str,
+    listings: &BTreeMap<String, Listing>,
+    options: &WalkOptions,
+    excluded: &dyn Fn(&str) -> bool,
+    out: &mut Vec<SourceModule>,
+) {
+    let Some(listing) = listings.get(rel_dir) else {
+        return;
+    };
+    let join = |name: &str| {
+        if rel_dir.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{rel_dir}/{name}")
+        }
+    };
+    let is_extension = |files: &BTreeSet<String>, stem: &str| {
+        options
+            .extension_suffixes
+            .iter()
+            .any(|s| files.contains(&format!("{stem}{s}")))
+    };
+    let mut names: BTreeSet<&str> = listing.dirs.iter().map(String::as_str).collect();
+    names.extend(listing.files.iter().filter_map(|f| f.strip_suffix(".py")));
+    for name in names {
+        if !is_identifier(name) || name == "__init__" {
+            continue;
+        }
+        let qualified = format!("{prefix}{name}");
+        let sub = join(name);
+        if listing.dirs.contains(name) && !excluded(&sub) {
+            let inner = listings.get(&sub);
+            let has = |f: &str| inner.is_some_and(|l| l.files.contains(f));
+            if inner.is_some_and(|l| is_extension(&l.files, "__init__")) {
+                continue; // an extension package: the stock importer's
+            }
+            if has("__init__.py") {
+                let init = format!("{sub}/__init__.py");
+                if !excluded(&init) {
+                    out.push(SourceModule {
+                        name: qualified.clone(),
+                        is_package: true,
+                        source: root.join(&init),
+                        rel_path: init,
+                    });
+                    visit(
+                        root,
+                        &sub,
+                        &format!("{qualified}."),
+                        listings,
+                        options,
+                        excluded,
+                        out,
+                    );
+                }
+                continue;
+            }
+            if has("__init__.pyc") {
+                continue; // a sourceless package
+            }
+        }
+        if is_extension(&listing.files, name) {
+            continue; // an extension module shadows both `name.py` and a namespace `name/`
+        }
+        let file = format!("{name}.py");
+        if listing.files.contains(&file) {
+            let rel = join(&file);
+            if !excluded(&rel) {
+                out.push(SourceModule {
+                    name: qualified,
+                    is_package: false,
+                    source: root.join(&rel),
+                    rel_path: rel,
+                });
+            }
+            continue;
+        }
+        if listing.dirs.contains(name) && !excluded(&sub) {
+            // A namespace package portion: the package is the stock importer's, but the
+            // regular modules and packages inside it are packed under their full names.
+            visit(
+                root,
+                &sub,
+                &format!("{qualified}."),
+                listings,
+                options,
+                excluded,
+                out,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn touch(root: &Path, rel: &str) {
+        let p = root.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, b"").unwrap();
+    }
+
+    fn names(root: &Path, options: &WalkOptions) -> Vec<(String, bool, String)> {
+        let (modules, issues) = walk(root, options);
+        assert!(issues.is_empty(), "{issues:?}");
+        modules
+            .into_iter()
+            .map(|m| (m.name, m.is_package, m.rel_path))
+            .collect()
+    }
+
+    #[test]
+    fn follows_the_file_finder_rules() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        for f in [
+            "top.py",
+            "pkg/__init__.py",
+            "pkg/mod.py",
+            "pkg/sub/__init__.py",
+            "pkg/sub/deep.py",
+            "pkg/data/readme.txt",
+            "pkg/nsdir/inner.py",
+            "both/__init__.py",
+            "both.py",
+            "fast.py",
+            "fast.cpython-312-x86_64-linux-gnu.so",
+            "extpkg/__init__.abi3.so",
+            "extpkg/helper.py",
+            "nopy/__init__.pyc",
+            "nopy/x.py",
+            "ns/portion.py",
+            "ns/regular/__init__.py",
+            "foo-1.0.dist-info/METADATA",
+            "bad-name/mod.py",
+            "bad-name.py",
+            "dotted.name.py",
+            "__pycache__/top.cpython-312.pyc",
+            "caf\u{e9}.py",
+            "\u{65e5}\u{672c}/__init__.py",
+            "1digit.py",
+        ] {
+            touch(r, f);
+        }
+        let options = WalkOptions {
+            extension_suffixes: vec![
+                ".cpython-312-x86_64-linux-gnu.so".into(),
+                ".abi3.so".into(),
+                ".so".into(),
+            ],
+            excludes: vec![],
+        };
+        let got = names(r, &options);
+        let want: Vec<(String, bool, String)> = [
+            ("both", true, "both/__init__.py"),
+            ("caf\u{e9}", false, "caf\u{e9}.py"),
+            ("ns.portion", false, "ns/portion.py"),
+            ("ns.regular", true, "ns/regular/__init__.py"),
+            ("pkg", true, "pkg/__init__.py"),
+            ("pkg.mod", false, "pkg/mod.py"),
+            ("pkg.nsdir.inner", false, "pkg/nsdir/inner.py"),
+            ("pkg.sub", true, "pkg/sub/__init__.py"),
+            ("pkg.sub.deep", false, "pkg/sub/deep.py"),
+            ("top", false, "top.py"),
+            ("\u{65e5}\u{672c}", true, "\u{65e5}\u{672c}/__init__.py"),
+        ]
+        .into_iter()
+        .map(|(a, b, c)| (a.to_owned(), b, c.to_owned()))
+        .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn excludes_and_symlinks() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        touch(r, "a.py");
+        touch(r, "test/badsyntax_x.py");
+        touch(r, "test/__init__.py");
+        touch(r, "test/good.py");
+        touch(r, "site-packages/other.py");
+        let outside = tempfile::tempdir().unwrap();
+        touch(outside.path(), "__init__.py");
+        touch(outside.path(), "m.py");
+        std::os::unix::fs::symlink(outside.path(), r.join("linked")).unwrap();
+        // A loop back to the root is reported once and does not hang.
+        std::os::unix::fs::symlink(r, r.join("linked_loop")).ok();
+        let options = WalkOptions {
+            extension_suffixes: vec![],
+            excludes: vec!["badsyntax".into(), "site-packages".into()],
+        };
+        let (modules, issues) = walk(r, &options);
+        let got: Vec<_> = modules.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(got, ["a", "linked", "linked.m", "test", "test.good"]);
+        assert!(
+            issues.iter().all(|i| i.message.contains("loop")),
+            "{issues:?}"
+        );
+    }
+
+    #[test]
+    fn identifiers() {
+        assert!(is_identifier("_x1"));
+        assert!(is_identifier("\u{e9}t\u{e9}"));
+        assert!(!is_identifier("1x"));
+        assert!(!is_identifier("a-b"));
+        assert!(!is_identifier("a.b"));
+        assert!(!is_identifier(""));
+    }
+}

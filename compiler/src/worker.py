@@ -1,0 +1,207 @@
+# ppyc compile worker: run as `python -I -B worker.py` by compiler/src/workers.rs.
+#
+# One long-lived process compiles many sources, one request at a time, exactly as
+# `py_compile.compile` would (Lib/py_compile.py, 3.10-3.13): same loader calls, same pyc
+# helpers, same atomic write. It returns the pyc bytes and never raises on a bad source.
+#
+# Protocol (all integers little-endian, both directions framed as `u32 length + payload`):
+#   worker -> ppyc, once at startup:
+#       b"R" magic(bytes) hexversion(u32) cache_tag(str) implementation(str)
+#   ppyc -> worker, per file:
+#       id(u64) optimize(u8) mode(u8: 0 timestamp, 1 checked hash, 2 unchecked hash)
+#       source(bytes) has_cfile(u8) [cfile(bytes)]
+#   worker -> ppyc, per file, one of:
+#       b"O" id written(u8) pyc(bytes) has_write_error(u8) [write_error(str)]
+#            n_warnings(u32) warning(str)*
+#       b"S" id exception(str) lineno(i64, -1 = none) offset(i64, -1 = none) message(str)
+#       b"U" id exception(str) message(str)      unreadable source (OSError, UnicodeError)
+#       b"E" id exception(str) message(str)      any other exception from compile()
+#       b"X" id traceback(str)                   a bug in this worker (request not handled)
+# where bytes = u32 length + raw bytes and str = bytes holding UTF-8 (backslash-escaped
+# where not encodable). Paths travel as raw bytes (os.fsdecode/os.fsencode), so any file
+# name works, newlines included. EOF on stdin ends the worker with status 0.
+import os
+import struct
+import sys
+import traceback
+import warnings
+
+import importlib.machinery
+import importlib.util
+from importlib import _bootstrap_external
+
+_U32 = struct.Struct("<I")
+_REQUEST_HEAD = struct.Struct("<QBB")
+
+MODES = ("TIMESTAMP", "CHECKED_HASH", "UNCHECKED_HASH")
+
+
+def _bytes(data):
+    return _U32.pack(len(data)) + data
+
+
+def _str(text):
+    return _bytes(text.encode("utf-8", "backslashreplace"))
+
+
+def _i64(value):
+    return struct.pack("<q", -1 if value is None else int(value))
+
+
+class _Reader:
+    def __init__(self, data):
+        self.data = data
+        self.pos = 0
+
+    def take(self, n):
+        if self.pos + n > len(self.data):
+            raise ValueError("truncated request")
+        chunk = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return chunk
+
+    def u8(self):
+        return self.take(1)[0]
+
+    def bytes(self):
+        (n,) = _U32.unpack(self.take(4))
+        return self.take(n)
+
+
+def compile_one(source, cfile, optimize, mode):
+    """Compile `source` (str path) like py_compile.compile; returns a response without id."""
+    loader = importlib.machinery.SourceFileLoader("<py_compile>", source)
+    try:
+        # Stat before reading, as SourceLoader.get_code does: a source modified after the
+        # stat gets a pyc that is stale (rejected), never one that is wrongly fresh.
+        stats = loader.path_stats(source)
+        source_bytes = loader.get_data(source)
+    except OSError as exc:
+        return b"U" + _str(type(exc).__name__) + _str(str(exc))
+
+    with warnings.catch_warnings(record=True) as caught:
+        # Record (instead of print) every warning the compiler emits, e.g. SyntaxWarning
+        # for invalid escape sequences; "always" so none is deduplicated away.
+        warnings.simplefilter("always")
+        try:
+            code = loader.source_to_code(source_bytes, source, _optimize=optimize)
+        except SyntaxError as exc:
+            msg = exc.msg if isinstance(exc.msg, str) else str(exc)
+            return (
+                b"S"
+                + _str(type(exc).__name__)
+                + _i64(exc.lineno)
+                + _i64(exc.offset)
+                + _str(msg)
+            )
+        except UnicodeError as exc:
+            return b"U" + _str(type(exc).__name__) + _str(str(exc))
+        except Exception as exc:  # what py_compile turns into PyCompileError
+            return b"E" + _str(type(exc).__name__) + _str(str(exc))
+    warning_texts = [
+        f"{w.filename}:{w.lineno}: {w.category.__name__}: {w.message}" for w in caught
+    ]
+
+    if MODES[mode] == "TIMESTAMP":
+        data = _bootstrap_external._code_to_timestamp_pyc(
+            code, stats["mtime"], stats["size"]
+        )
+    else:
+        source_hash = importlib.util.source_hash(source_bytes)
+        data = _bootstrap_external._code_to_hash_pyc(
+            code, source_hash, MODES[mode] == "CHECKED_HASH"
+        )
+    data = bytes(data)
+
+    written = False
+    write_error = None
+    if cfile is not None:
+        # py_compile refuses to replace a symlink or a non-regular file (it raises
+        # FileExistsError); here that is a pyc not written, as is any OSError.
+        if os.path.islink(cfile):
+            write_error = (
+                f"{cfile} is a symlink and will be changed into a regular file if "
+                "import writes a byte-compiled file to it"
+            )
+        elif os.path.exists(cfile) and not os.path.isfile(cfile):
+            write_error = (
+                f"{cfile} is a non-regular file and will be changed into a regular "
+                "one if import writes a byte-compiled file to it"
+            )
+        else:
+            try:
+                dirname = os.path.dirname(cfile)
+                if dirname:
+                    try:
+                        os.makedirs(dirname)
+                    except FileExistsError:
+                        pass
+                file_mode = _bootstrap_external._calc_mode(source)
+                _bootstrap_external._write_atomic(cfile, data, file_mode)
+                written = True
+            except OSError as exc:
+                write_error = f"{type(exc).__name__}: {exc}"
+
+    response = b"O" + bytes([written]) + _bytes(data)
+    if write_error is None:
+        response += b"\x00"
+    else:
+        response += b"\x01" + _str(write_error)
+    response += _U32.pack(len(warning_texts))
+    for text in warning_texts:
+        response += _str(text)
+    return response
+
+
+def handle(payload):
+    reader = _Reader(payload)
+    id_bytes = payload[:8].ljust(8, b"\x00")
+    try:
+        _, optimize, mode = _REQUEST_HEAD.unpack(
+            reader.take(_REQUEST_HEAD.size)
+        )
+        if optimize > 2 or mode >= len(MODES):
+            raise ValueError(f"bad request: optimize={optimize} mode={mode}")
+        source = os.fsdecode(reader.bytes())
+        cfile = os.fsdecode(reader.bytes()) if reader.u8() else None
+        response = compile_one(source, cfile, optimize, mode)
+    except Exception:
+        return b"X" + id_bytes + _str(traceback.format_exc())
+    return response[:1] + id_bytes + response[1:]
+
+
+def main():
+    stdin = sys.stdin.buffer
+    stdout = sys.stdout.buffer
+    # Nothing but frames may reach the real stdout.
+    sys.stdout = sys.stderr
+
+    def send(payload):
+        stdout.write(_U32.pack(len(payload)) + payload)
+        stdout.flush()
+
+    send(
+        b"R"
+        + _bytes(importlib.util.MAGIC_NUMBER)
+        + _U32.pack(sys.hexversion)
+        + _str(sys.implementation.cache_tag or "")
+        + _str(sys.implementation.name)
+    )
+    while True:
+        head = stdin.read(4)
+        if not head:
+            return
+        if len(head) != 4:
+            raise SystemExit("ppyc worker: truncated request frame")
+        (length,) = _U32.unpack(head)
+        payload = stdin.read(length)
+        if len(payload) != length:
+            raise SystemExit("ppyc worker: truncated request frame")
+        send(handle(payload))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,288 @@
+//! The commands: `compile`, `inspect`, `verify`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use ppyc_compiler::compile::{BuildError, BuildOptions, STDLIB_EXCLUDES, build_pack};
+use ppyc_compiler::interpreter::Interpreter;
+use ppyc_compiler::marshal;
+use ppyc_compiler::verify::verify_pack;
+use ppyc_format::Pack;
+use pyo3::prelude::*;
+
+use super::args::{CompileArgs, InspectArgs, VerifyArgs};
+use super::progress::BarReporter;
+use super::{FAILURE, SUCCESS, USAGE, human_bytes, out, pack_of_dir};
+
+fn timeout(seconds: f64) -> Option<Duration> {
+    (seconds.is_finite() && seconds > 0.0).then(|| Duration::from_secs_f64(seconds))
+}
+
+fn jobs(jobs: Option<usize>) -> usize {
+    jobs.filter(|&j| j > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+}
+
+/// One directory to pack.
+struct Job {
+    dir: PathBuf,
+    excludes: Vec<String>,
+    /// Named on the command line (a missing one is an error, not a note).
+    explicit: bool,
+}
+
+pub(crate) fn compile(py: Python<'_>, args: &CompileArgs) -> anyhow::Result<i32> {
+    let Some(timeout) = timeout(args.timeout) else {
+        eprintln!("error: --timeout must be a positive number of seconds");
+        return Ok(USAGE);
+    };
+    let interp = crate::interp::current(py).context("cannot describe this interpreter")?;
+    let optimize = args.optimize.unwrap_or(interp.optimize);
+    let mut plan: Vec<Job> = args
+        .paths
+        .iter()
+        .map(|p| Job {
+            dir: p.clone(),
+            excludes: args.exclude.clone(),
+            explicit: true,
+        })
+        .collect();
+    if args.paths.is_empty() {
+        plan.extend(interp.site_packages.iter().map(|p| Job {
+            dir: p.clone(),
+            excludes: args.exclude.clone(),
+            explicit: false,
+        }));
+    }
+    if args.stdlib {
+        let mut excludes: Vec<String> = STDLIB_EXCLUDES.iter().map(|s| (*s).to_owned()).collect();
+        excludes.extend(args.exclude.iter().cloned());
+        plan.push(Job {
+            dir: interp.stdlib.clone(),
+            excludes,
+            explicit: false,
+        });
+    }
+    let reporter = BarReporter::new(args.quiet);
+    let quiet = args.quiet;
+    let strict = args.strict;
+    let jobs = jobs(args.jobs);
+    let incremental = !args.force;
+    let write_pyc = !args.no_write_pyc;
+    py.detach(move || {
+        let started = Instant::now();
+        let mut failed = false;
+        let (mut packs, mut modules, mut skipped, mut bytes) = (0usize, 0usize, 0usize, 0u64);
+        for job in &plan {
+            if !job.explicit && !job.dir.is_dir() {
+                if !quiet {
+                    out!("note: skipping `{}`: no such directory", job.dir.display());
+                }
+                continue;
+            }
+            let options = BuildOptions {
+                optimize,
+                excludes: job.excludes.clone(),
+                jobs,
+                timeout,
+                incremental,
+                write_pyc,
+            };
+            match build_pack(&job.dir, &interp, &options, &reporter) {
+                Ok(s) => {
+                    packs += 1;
+                    modules += s.modules;
+                    skipped += s.problems.len();
+                    bytes += s.bytes;
+                    if let Some(reason) = &s.cache_reason {
+                        eprintln!(
+                            "note: cannot write to `{}/__pycache__` ({reason}); the pack is in the user cache",
+                            job.dir.display()
+                        );
+                    }
+                    if !quiet {
+                        out!(
+                            "Packed {} modules of `{}` into `{}` ({}) in {:.2}s",
+                            s.modules,
+                            s.dir.display(),
+                            s.pack_path.display(),
+                            human_bytes(s.bytes),
+                            s.seconds
+                        );
+                        out!(
+                            "  {} from .pyc, {} compiled ({} .pyc written), {} reused from the previous pack, {} skipped",
+                            s.from_pyc,
+                            s.compiled,
+                            s.pyc_written,
+                            s.reused,
+                            s.problems.len()
+                        );
+                    }
+                }
+                Err(e) => {
+                    failed = true;
+                    match e {
+                        BuildError::Missing(_) | BuildError::NotADirectory(_) => eprintln!("error: {e}"),
+                        other => eprintln!("error: cannot pack `{}`: {other}", job.dir.display()),
+                    }
+                }
+            }
+        }
+        if !quiet && packs > 1 {
+            out!(
+                "Total: {packs} packs, {modules} modules, {skipped} skipped, {} in {:.2}s",
+                human_bytes(bytes),
+                started.elapsed().as_secs_f64()
+            );
+        }
+        if strict && skipped > 0 {
+            eprintln!("error: {skipped} module(s) could not be packed (--strict)");
+            failed = true;
+        }
+        Ok(if failed { FAILURE } else { SUCCESS })
+    })
+}
+
+fn describe(h: &ppyc_format::Header) -> String {
+    let v = h.target.hexversion;
+    format!(
+        "{} (Python {}.{}.{}, hexversion {v:#010x}), pyc magic {}, optimize {}",
+        h.target.cache_tag,
+        v >> 24,
+        (v >> 16) & 0xff,
+        (v >> 8) & 0xff,
+        h.target.pyc_magic.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        h.target.optimize
+    )
+}
+
+pub(crate) fn inspect(py: Python<'_>, args: &InspectArgs) -> anyhow::Result<i32> {
+    let path = if args.pack.is_dir() {
+        let interp = crate::interp::current(py).context("cannot describe this interpreter")?;
+        pack_of_dir(&args.pack, &interp.cache_tag, interp.optimize)
+    } else {
+        args.pack.clone()
+    };
+    let pack = Pack::open(&path).with_context(|| format!("cannot open pack `{}`", path.display()))?;
+    let h = pack.header();
+    let Some(name) = &args.module else {
+        out!("Pack: {}", path.display());
+        out!("  format: read version {}, write version {}", h.read_version, h.write_version);
+        out!("  target: {}", describe(h));
+        out!("  size: {} ({} bytes), {} modules", human_bytes(h.file_size), h.file_size, h.module_count);
+        for (k, v) in pack.meta() {
+            out!("  {k}: {v}");
+        }
+        out!("Sections:");
+        out!("  {:<4}  {:>10}  {:>10}  {:<8}  BLAKE3", "ID", "OFFSET", "LENGTH", "FLAGS");
+        for s in pack.sections() {
+            let digest: String = s.digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+            let flags = if s.is_required() { "required" } else { "optional" };
+            out!("  {:<4}  {:>10}  {:>10}  {flags:<8}  {digest}…", s.id.to_string(), s.offset, s.length);
+        }
+        let mut rows = Vec::with_capacity(pack.len());
+        let mut damaged = 0;
+        for m in pack.modules() {
+            match m {
+                Ok(m) => rows.push((m.name(), m.is_package(), m.payload_len(), m.source_path())),
+                Err(_) => damaged += 1,
+            }
+        }
+        rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let width = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(4).max(4);
+        out!("Modules:");
+        out!("  {:<width$}  {:<7}  {:>9}  SOURCE", "NAME", "KIND", "CODE");
+        for (name, is_package, len, source) in rows {
+            let kind = if is_package { "package" } else { "module" };
+            out!("  {name:<width$}  {kind:<7}  {:>9}  {source}", human_bytes(len));
+        }
+        if damaged > 0 {
+            out!("  ({damaged} damaged records; run `ppyc verify`)");
+            return Ok(FAILURE);
+        }
+        return Ok(SUCCESS);
+    };
+    let Some(m) = pack.get(name).with_context(|| format!("cannot read module `{name}`"))? else {
+        eprintln!("error: `{name}` is not in `{}`", path.display());
+        return Ok(FAILURE);
+    };
+    out!("Module: {}", m.name());
+    out!("  kind: {}", if m.is_package() { "package" } else { "module" });
+    out!("  source: {} ({} bytes, mtime {} ns)", m.source_path(), m.source_size(), m.source_mtime_ns());
+    out!("  source BLAKE3: {}", m.source_blake3().iter().map(|b| format!("{b:02x}")).collect::<String>());
+    out!("  pyc flags: {:#x}", m.pyc_flags());
+    let payload = m.payload().with_context(|| format!("cannot read the code of `{name}`"))?;
+    out!("  code: {} bytes of marshal data", payload.len());
+    let version = marshal::PyVersion::from_magic(h.target.pyc_magic)
+        .with_context(|| format!("unknown pyc magic in `{}`", path.display()))?;
+    let code = marshal::parse(payload, version).with_context(|| format!("cannot decode the code of `{name}`"))?;
+    for line in marshal::summary(&code).lines() {
+        out!("  {line}");
+    }
+    Ok(SUCCESS)
+}
+
+fn verify_interp(py: Python<'_>) -> anyhow::Result<Interpreter> {
+    crate::interp::current(py).context("cannot describe this interpreter")
+}
+
+pub(crate) fn verify(py: Python<'_>, args: &VerifyArgs) -> anyhow::Result<i32> {
+    let Some(timeout) = timeout(args.timeout) else {
+        eprintln!("error: --timeout must be a positive number of seconds");
+        return Ok(USAGE);
+    };
+    let interp = verify_interp(py)?;
+    let packs: Vec<PathBuf> = if args.packs.is_empty() {
+        interp
+            .site_packages
+            .iter()
+            .map(|d| pack_of_dir(d, &interp.cache_tag, interp.optimize))
+            .filter(|p| p.exists())
+            .collect()
+    } else {
+        args.packs
+            .iter()
+            .map(|p| if p.is_dir() { pack_of_dir(p, &interp.cache_tag, interp.optimize) } else { p.clone() })
+            .collect()
+    };
+    if packs.is_empty() {
+        eprintln!("error: no pack to verify (run `ppyc compile` first, or name a pack)");
+        return Ok(FAILURE);
+    }
+    let jobs = jobs(args.jobs);
+    let reporter = BarReporter::new(false);
+    py.detach(move || {
+        let mut failed = false;
+        for path in &packs {
+            match verify_pack(path, &interp, jobs, timeout, &reporter) {
+                Ok(outcome) => {
+                    for problem in &outcome.integrity {
+                        out!("{}: {problem}", path.display());
+                    }
+                    for (name, issue) in &outcome.issues {
+                        out!("{name}: {issue}");
+                    }
+                    if outcome.is_ok() {
+                        out!("{}: OK, {} modules match their sources", path.display(), outcome.modules);
+                    } else {
+                        failed = true;
+                        out!(
+                            "{}: {} integrity problems, {} of {} modules stale, missing or different",
+                            path.display(),
+                            outcome.integrity.len(),
+                            outcome.issues.len(),
+                            outcome.modules
+                        );
+                    }
+                }
+                Err(e) => {
+                    failed = true;
+                    eprintln!("error: `{}`: {e}", path.display());
+                }
+            }
+        }
+        Ok(if failed { FAILURE } else { SUCCESS })
+    })
+}

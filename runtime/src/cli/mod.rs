@@ -1,0 +1,134 @@
+//! The `ppyc` command line. The only part of ppyc that prints.
+//!
+//! Exit status: 0 success, 1 failure (including, with `--strict`, modules left out), 2
+//! usage error.
+
+mod args;
+mod commands;
+mod progress;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command as Process;
+
+use clap::Parser;
+use pyo3::prelude::*;
+
+use args::{Cli, Command};
+
+/// Exit statuses.
+pub(crate) const SUCCESS: i32 = 0;
+pub(crate) const FAILURE: i32 = 1;
+pub(crate) const USAGE: i32 = 2;
+
+/// Writes a line to stdout; a closed pipe (`ppyc inspect … | head`) is not an error.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+pub(crate) use out;
+
+
+pub(crate) fn main(py: Python<'_>, argv: Vec<String>) -> i32 {
+    let cli = match Cli::try_parse_from(&argv) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { USAGE } else { SUCCESS };
+        }
+    };
+    let python = match &cli.command {
+        Command::Compile(a) => a.python.clone(),
+        Command::Verify(a) => a.python.clone(),
+        Command::Inspect(_) => None,
+    };
+    let result = match python {
+        Some(python) => py.detach(|| delegate(&python, &argv)),
+        None => match cli.command {
+            Command::Compile(args) => commands::compile(py, &args),
+            Command::Inspect(args) => commands::inspect(py, &args),
+            Command::Verify(args) => commands::verify(py, &args),
+        },
+    };
+    let _ = std::io::stdout().flush();
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            let mut chain = err.chain();
+            if let Some(first) = chain.next() {
+                eprintln!("error: {first}");
+            }
+            for cause in chain {
+                eprintln!("  caused by: {cause}");
+            }
+            FAILURE
+        }
+    }
+}
+
+/// Runs the same command with another interpreter's ppyc (`--python PATH`), passing the
+/// arguments through without `--python`.
+fn delegate(python: &Path, argv: &[String]) -> anyhow::Result<i32> {
+    let probe = Process::new(python)
+        .args(["-c", "import ppyc._native"])
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot run `{}`: {e}", python.display()))?;
+    if !probe.status.success() {
+        let stderr = String::from_utf8_lossy(&probe.stderr);
+        let last = stderr.lines().last().unwrap_or("").trim();
+        anyhow::bail!(
+            "ppyc is not installed for `{py}` ({last}); install it there first: `{py} -m pip install ppyc`",
+            py = python.display()
+        );
+    }
+    let mut rest = Vec::new();
+    let mut skip = false;
+    for arg in argv.iter().skip(1) {
+        if skip {
+            skip = false;
+        } else if arg == "--python" {
+            skip = true;
+        } else if !arg.starts_with("--python=") {
+            rest.push(arg.clone());
+        }
+    }
+    let status = Process::new(python)
+        .args(["-m", "ppyc"])
+        .args(&rest)
+        .status()
+        .map_err(|e| anyhow::anyhow!("cannot run `{}`: {e}", python.display()))?;
+    Ok(status.code().unwrap_or(FAILURE))
+}
+
+/// `12.3 MiB`.
+pub(crate) fn human_bytes(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < units.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", units[unit])
+    }
+}
+
+/// The pack of `dir` for this interpreter and optimisation level: in the tree, else in
+/// the user cache.
+pub(crate) fn pack_of_dir(dir: &Path, cache_tag: &str, optimize: u8) -> PathBuf {
+    let in_tree = ppyc_format::in_tree_pack_path(dir, cache_tag, optimize);
+    if in_tree.exists() {
+        return in_tree;
+    }
+    let cached = std::fs::canonicalize(dir).ok().and_then(|real| {
+        ppyc_format::cache_dir().map(|c| ppyc_format::cache_pack_path(&c, &real, cache_tag, optimize))
+    });
+    match cached {
+        Some(c) if c.exists() => c,
+        _ => in_tree,
+    }
+}

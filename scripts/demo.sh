@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# `make demo`: the main job end to end on an embedded default: a small venv of popular
+# packages (tests/requirements-corpus.txt) plus the interpreter's own standard library.
+set -euo pipefail
+PY=${1:-python3}
+root=$(cd "$(dirname "$0")/.." && pwd)
+venv=$root/build/demo-venv
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "venv for $($PY -c 'import sys; print(sys.version.split()[0])') at build/demo-venv"
+[ -x "$venv/bin/python" ] || "$PY" -m venv "$venv"
+"$venv/bin/pip" install --disable-pip-version-check --quiet -r "$root/tests/requirements-dev.txt"
+"$venv/bin/pip" install --disable-pip-version-check --quiet -r "$root/tests/requirements-corpus.txt"
+step "pip install . (builds the extension and the ppyc command)"
+"$venv/bin/pip" install --disable-pip-version-check --quiet --no-build-isolation --force-reinstall --no-deps "$root"
+site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+
+step "ppyc compile --stdlib --force   (site-packages and the standard library, from scratch)"
+"$venv/bin/ppyc" compile --stdlib --force
+step "ppyc compile --stdlib   (again: incremental, everything reused)"
+"$venv/bin/ppyc" compile --stdlib
+step "ppyc inspect $site   (first lines)"
+"$venv/bin/ppyc" inspect "$site" | head -n 24
+step "ppyc inspect $site rich.console"
+"$venv/bin/ppyc" inspect "$site" rich.console
+step "ppyc verify   (digests, and every module against what its source compiles to)"
+"$venv/bin/ppyc" verify

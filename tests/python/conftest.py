@@ -1,0 +1,89 @@
+"""Shared fixtures: run the ppyc command of the interpreter under test, build fixture trees."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+CACHE_TAG = sys.implementation.cache_tag
+
+
+class Result:
+    def __init__(self, proc: subprocess.CompletedProcess[str]) -> None:
+        self.code = proc.returncode
+        self.out = proc.stdout
+        self.err = proc.stderr
+
+    def __repr__(self) -> str:
+        return f"<exit {self.code}\nstdout:\n{self.out}\nstderr:\n{self.err}>"
+
+
+def run_ppyc(*args: str | os.PathLike[str], env: dict[str, str] | None = None) -> Result:
+    """Runs `python -m ppyc ARGS` with the interpreter under test."""
+    full_env = dict(os.environ)
+    full_env["PPYC_NO_PROGRESS"] = "1"
+    full_env.update(env or {})
+    proc = subprocess.run(
+        [sys.executable, "-m", "ppyc", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=600,
+    )
+    return Result(proc)
+
+
+def filtered(text: str, tmp: Path) -> str:
+    """Output with the temporary directory, times and sizes replaced by placeholders."""
+    text = text.replace(str(tmp), "[TMP]")
+    text = re.sub(r"\d+\.\d+s\b", "[TIME]", text)
+    text = re.sub(r"\(\d+(\.\d+)? (B|KiB|MiB)\)", "([SIZE])", text)
+    return text.replace(CACHE_TAG, "[TAG]")
+
+
+def write(root: Path, files: dict[str, str | bytes]) -> None:
+    for rel, content in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+
+
+FIXTURE: dict[str, str | bytes] = {
+    "top.py": "X = 1\n\ndef f(a, b=2):\n    '''doc'''\n    return a + b\n",
+    "pkg/__init__.py": "from .mod import VALUE\n",
+    "pkg/mod.py": "VALUE = 'value'\nclass K:\n    def m(self):\n        return [i for i in range(3)]\n",
+    "pkg/sub/__init__.py": "",
+    "pkg/sub/deep.py": "import sys\nLIST = (1, 2.5, 3j, b'bytes', None, ..., frozenset({1, 2}))\n",
+    "pkg/data/readme.txt": "not a module\n",
+    "caf\u00e9.py": "# -*- coding: utf-8 -*-\nNAME = 'caf\u00e9'\n",
+    "ns/portion.py": "P = 1\n",
+    "latin.py": "# -*- coding: latin-1 -*-\nS = '\xe9'\n".encode("latin-1"),
+    "foo-1.0.dist-info/METADATA": "Name: foo\n",
+    "bad-name.py": "X = 1\n",
+}
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """A small site-packages-like tree."""
+    root = tmp_path / "site"
+    write(root, FIXTURE)
+    return root
+
+
+@pytest.fixture
+def cache_home(tmp_path: Path) -> dict[str, str]:
+    """An environment whose user cache is inside the test's temporary directory."""
+    return {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+
+
+Runner = Callable[..., Result]

@@ -1,0 +1,284 @@
+"""`ppyc compile`, `inspect` and `verify` on fixture trees."""
+
+from __future__ import annotations
+
+import marshal
+import os
+import shutil
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import CACHE_TAG, FIXTURE, filtered, run_ppyc, write
+
+import ppyc
+
+PACK = f"__pycache__/__ppyc__.{CACHE_TAG}.ppyc"
+EXPECTED = {
+    "caf\u00e9": False,
+    "latin": False,
+    "ns.portion": False,
+    "pkg": True,
+    "pkg.mod": False,
+    "pkg.sub": True,
+    "pkg.sub.deep": False,
+    "top": False,
+}
+
+
+def compiled_from_source(path: Path, optimize: int = 0) -> object:
+    return compile(path.read_bytes(), str(path), "exec", dont_inherit=True, optimize=optimize)
+
+
+def test_compile_packs_what_the_stock_importer_would_find(tree: Path) -> None:
+    r = run_ppyc("compile", tree)
+    assert r.code == 0, r
+    pack = ppyc.Pack(tree / PACK)
+    assert pack.modules() == sorted(EXPECTED)
+    for name, is_package in EXPECTED.items():
+        record = pack.record(name)
+        assert record["is_package"] is is_package
+        source = tree / record["source_path"]
+        assert source.exists()
+        assert record["source_size"] == source.stat().st_size
+        assert record["source_mtime_ns"] == source.stat().st_mtime_ns
+        # The stored code is exactly what this interpreter compiles the source to.
+        assert pack.get_code(name) == compiled_from_source(source), name
+    info = pack.info()
+    assert info["cache_tag"] == CACHE_TAG
+    assert info["hexversion"] == sys.hexversion
+    assert info["optimize"] == 0
+    assert [s["id"] for s in info["sections"]][:3] == ["INDX", "RECS", "PAYL"]
+    assert pack.verify() == []
+
+
+def test_compile_writes_pycs_like_compileall(tree: Path) -> None:
+    assert run_ppyc("compile", tree).code == 0
+    pyc = tree / "pkg" / "__pycache__" / f"mod.{CACHE_TAG}.pyc"
+    assert pyc.exists()
+    # The stock importer accepts it: importing from the tree uses the pyc we wrote.
+    import importlib.util
+
+    data = pyc.read_bytes()
+    assert data[:4] == importlib.util.MAGIC_NUMBER
+    assert marshal.loads(data[16:]) == compiled_from_source(tree / "pkg" / "mod.py")
+
+
+def test_summary_and_incremental_reuse(tree: Path) -> None:
+    first = run_ppyc("compile", tree)
+    assert first.code == 0, first
+    assert filtered(first.out, tree.parent) == (
+        f"Packed 8 modules of `[TMP]/site` into `[TMP]/site/__pycache__/__ppyc__.[TAG].ppyc`"
+        " ([SIZE]) in [TIME]\n"
+        "  0 from .pyc, 8 compiled (8 .pyc written), 0 reused from the previous pack, 0 skipped\n"
+    )
+    # Nothing changed: every module comes from the previous pack (or its fresh .pyc).
+    second = run_ppyc("compile", tree)
+    assert "0 compiled" in second.out, second
+    # Change one module: it alone is compiled.
+    (tree / "pkg" / "mod.py").write_text("VALUE = 'changed'\n")
+    third = run_ppyc("compile", tree)
+    assert third.code == 0
+    assert ", 1 compiled (1 .pyc written)," in third.out, third
+    pack = ppyc.Pack(tree / PACK)
+    ns: dict[str, object] = {}
+    exec(pack.get_code("pkg.mod"), ns)
+    assert ns["VALUE"] == "changed"
+
+
+def test_reuse_from_previous_pack_without_pycs(tree: Path) -> None:
+    assert run_ppyc("compile", tree).code == 0
+    for pycache in tree.rglob("__pycache__"):
+        for f in pycache.glob("*.pyc"):
+            f.unlink()
+    r = run_ppyc("compile", "--no-write-pyc", tree)
+    assert r.code == 0
+    assert "8 reused from the previous pack" in r.out, r
+
+
+def test_deterministic(tree: Path) -> None:
+    assert run_ppyc("compile", tree).code == 0
+    first = (tree / PACK).read_bytes()
+    assert run_ppyc("compile", "--force", tree).code == 0
+    assert (tree / PACK).read_bytes() == first
+    # From .pyc files, from compiling, or reused: the same bytes.
+    for pycache in tree.rglob("__pycache__"):
+        for f in pycache.glob("*.pyc"):
+            f.unlink()
+    assert run_ppyc("compile", "--force", tree).code == 0
+    assert (tree / PACK).read_bytes() == first
+
+
+def test_syntax_error_and_unreadable_file(tree: Path) -> None:
+    write(tree, {"broken.py": "def f(:\n    pass\n", "pkg/bad_utf8.py": b"x = '\xff\xfe'\n"})
+    (tree / "dangling.py").symlink_to(tree / "does-not-exist.py")
+    unreadable = tree / "secret.py"
+    unreadable.write_text("S = 1\n")
+    unreadable.chmod(0)
+    as_root = os.geteuid() == 0
+    r = run_ppyc("compile", tree)
+    assert r.code == 0, r
+    assert f"{tree / 'broken.py'}:1: " in r.err, r
+    assert f"{tree / 'pkg' / 'bad_utf8.py'}:" in r.err, r
+    assert f"{tree / 'dangling.py'}" in r.err, r
+    skipped = 3 if as_root else 4
+    if not as_root:
+        assert f"{unreadable}: " in r.err, r
+    assert f", {skipped} skipped" in r.out, r
+    modules = ppyc.Pack(tree / PACK).modules()
+    assert "broken" not in modules and "pkg.bad_utf8" not in modules and "dangling" not in modules
+    assert "top" in modules
+    strict = run_ppyc("compile", "--strict", tree)
+    assert strict.code == 1, strict
+    assert "--strict" in strict.err
+
+
+def test_symlinked_directory(tree: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere" / "linked"
+    write(elsewhere, {"__init__.py": "L = 1\n", "inner.py": "I = 2\n"})
+    (tree / "linked").symlink_to(elsewhere, target_is_directory=True)
+    assert run_ppyc("compile", tree).code == 0
+    pack = ppyc.Pack(tree / PACK)
+    assert {"linked", "linked.inner"} <= set(pack.modules())
+    assert pack.record("linked.inner")["source_path"] == "linked/inner.py"
+
+
+def test_read_only_directory_uses_the_user_cache(tree: Path, cache_home: dict[str, str]) -> None:
+    # A __pycache__ that cannot be a directory makes the tree unwritable even for root.
+    shutil.rmtree(tree / "__pycache__", ignore_errors=True)
+    (tree / "__pycache__").write_text("in the way")
+    if os.geteuid() != 0:
+        (tree / "pkg").chmod(stat.S_IRUSR | stat.S_IXUSR)
+    r = run_ppyc("compile", tree, env=cache_home)
+    assert r.code == 0, r
+    assert "the pack is in the user cache" in r.err
+    packs = list(Path(cache_home["XDG_CACHE_HOME"]).glob(f"ppyc/site-*.{CACHE_TAG}.ppyc"))
+    assert len(packs) == 1, packs
+    assert len(ppyc.Pack(packs[0]).modules()) == len(EXPECTED)
+    # inspect and verify find it from the directory.
+    assert run_ppyc("inspect", tree, env=cache_home).code == 0
+    v = run_ppyc("verify", tree, env=cache_home)
+    assert v.code == 0, v
+
+
+def test_optimize_levels(tree: Path) -> None:
+    for level in (1, 2):
+        assert run_ppyc("compile", "--optimize", str(level), tree).code == 0
+        pack = ppyc.Pack(tree / f"__pycache__/__ppyc__.{CACHE_TAG}.opt-{level}.ppyc")
+        assert pack.info()["optimize"] == level
+        ns: dict[str, object] = {}
+        exec(pack.get_code("top"), ns)
+        doc = ns["f"].__doc__  # type: ignore[attr-defined]
+        assert doc == (None if level == 2 else "doc")
+        assert (tree / f"__pycache__/top.{CACHE_TAG}.opt-{level}.pyc").exists()
+    assert not (tree / PACK).exists()
+
+
+def test_inspect(tree: Path) -> None:
+    assert run_ppyc("compile", tree).code == 0
+    r = run_ppyc("inspect", tree / PACK)
+    assert r.code == 0, r
+    out = filtered(r.out, tree.parent)
+    assert out.startswith("Pack: [TMP]/site/__pycache__/__ppyc__.[TAG].ppyc\n")
+    assert f"target: [TAG] (Python {sys.version_info.major}.{sys.version_info.minor}." in out
+    for name in EXPECTED:
+        assert f"  {name} " in out
+    one = run_ppyc("inspect", tree, "pkg.mod")
+    assert one.code == 0, one
+    assert "Module: pkg.mod" in one.out
+    assert "source: pkg/mod.py" in one.out
+    assert "name: <module>" in one.out, one.out
+    missing = run_ppyc("inspect", tree, "nope")
+    assert missing.code == 1 and "not in" in missing.err
+
+
+def test_verify_reports_stale_and_missing_sources(tree: Path) -> None:
+    assert run_ppyc("compile", tree).code == 0
+    ok = run_ppyc("verify", tree)
+    assert ok.code == 0, ok
+    assert "OK, 8 modules match their sources" in ok.out
+    (tree / "top.py").write_text("X = 2\n")
+    (tree / "pkg" / "sub" / "deep.py").unlink()
+    bad = run_ppyc("verify", tree)
+    assert bad.code == 1, bad
+    assert "top: stale" in bad.out
+    assert "pkg.sub.deep: source missing" in bad.out
+
+
+def test_verify_detects_damage(tree: Path) -> None:
+    assert run_ppyc("compile", tree).code == 0
+    path = tree / PACK
+    data = bytearray(path.read_bytes())
+    data[-20] ^= 0xFF  # inside the last section
+    path.write_bytes(bytes(data))
+    r = run_ppyc("verify", tree)
+    assert r.code == 1, r
+    assert "damaged" in r.out or "digest" in r.out
+
+
+def test_damaged_and_foreign_packs_are_refused(tree: Path) -> None:
+    assert run_ppyc("compile", tree).code == 0
+    path = tree / PACK
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated|bytes"):
+        ppyc.Pack(path)
+    path.write_bytes(b"garbage" * 100)
+    with pytest.raises(ValueError, match="magic"):
+        ppyc.Pack(path)
+    with pytest.raises(FileNotFoundError):
+        ppyc.Pack(tree / "nope.ppyc")
+    r = run_ppyc("inspect", path)
+    assert r.code == 1 and "bad magic" in r.err
+
+
+def test_usage_errors_and_missing_directory(tmp_path: Path) -> None:
+    assert run_ppyc("compile", "--optimize", "3", tmp_path).code == 2
+    assert run_ppyc("frobnicate").code == 2
+    r = run_ppyc("compile", tmp_path / "missing")
+    assert r.code == 1
+    assert f"error: no such directory: `{tmp_path / 'missing'}`" in r.err
+    assert run_ppyc("--version").code == 0
+
+
+def test_foreign_interpreter_without_ppyc(tree: Path) -> None:
+    base = Path(sys.base_prefix) / "bin" / "python3"
+    r = run_ppyc("compile", "--python", base, tree)
+    assert r.code == 1, r
+    assert "ppyc is not installed for" in r.err
+
+
+def test_python_option_with_this_interpreter(tree: Path) -> None:
+    r = run_ppyc("compile", "--python", sys.executable, tree)
+    assert r.code == 0, r
+    assert (tree / PACK).exists()
+
+
+def test_default_target_is_site_packages(tmp_path: Path) -> None:
+    """Without paths, `ppyc compile` packs purelib/platlib of the running interpreter."""
+    venv = tmp_path / "venv"
+    import venv as venv_module
+
+    venv_module.EnvBuilder(with_pip=False, system_site_packages=False).create(venv)
+    vpy = venv / "bin" / "python"
+    site = Path(
+        os.popen(f"{vpy} -c 'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])'")
+        .read()
+        .strip()
+    )
+    write(site, FIXTURE)
+    # Make ppyc importable in the venv without installing: point it at this one.
+    ppyc_dir = Path(ppyc.__file__).parent.parent
+    (site / "_ppyc_under_test.pth").write_text(str(ppyc_dir) + "\n")
+    import subprocess
+
+    proc = subprocess.run(
+        [str(vpy), "-m", "ppyc", "compile"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PPYC_NO_PROGRESS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"Packed {len(EXPECTED)} modules of `{site}`" in proc.stdout
+    assert (site / PACK).exists()
