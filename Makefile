@@ -42,7 +42,7 @@ python-test:
 	  echo "=== CPython $$v ($$py)"
 	  [ -x $$venv/bin/python ] || $$py -m venv $$venv
 	  $$venv/bin/pip install $(PIP_FLAGS) -r tests/requirements-dev.txt
-	  $$venv/bin/pip install $(PIP_FLAGS) --no-build-isolation --force-reinstall --no-deps .
+	  PATH=$$venv/bin:$$PATH $$venv/bin/pip install $(PIP_FLAGS) --no-build-isolation --force-reinstall --no-deps .
 	  (cd tests && $$venv/bin/python -m pytest -q -p no:cacheprovider python)
 	done
 

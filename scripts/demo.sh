@@ -12,7 +12,7 @@ step "venv for $($PY -c 'import sys; print(sys.version.split()[0])') at build/de
 "$venv/bin/pip" install --disable-pip-version-check --quiet -r "$root/tests/requirements-dev.txt"
 "$venv/bin/pip" install --disable-pip-version-check --quiet -r "$root/tests/requirements-corpus.txt"
 step "pip install . (builds the extension and the ppyc command)"
-"$venv/bin/pip" install --disable-pip-version-check --quiet --no-build-isolation --force-reinstall --no-deps "$root"
+PATH="$venv/bin:$PATH" "$venv/bin/pip" install --disable-pip-version-check --quiet --no-build-isolation --force-reinstall --no-deps "$root"
 site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 
 step "ppyc compile --stdlib --force   (site-packages and the standard library, from scratch)"

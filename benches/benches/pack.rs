@@ -25,7 +25,11 @@ fn bench(c: &mut Criterion) {
     c.bench_function("lookup (hit, record checked)", |b| {
         b.iter(|| {
             i = (i + 1) % names.len();
-            black_box(pack.get(black_box(&names[i])).expect("ok").expect("present"));
+            black_box(
+                pack.get(black_box(&names[i]))
+                    .expect("ok")
+                    .expect("present"),
+            );
         });
     });
     c.bench_function("lookup (miss)", |b| {
@@ -34,7 +38,10 @@ fn bench(c: &mut Criterion) {
     c.bench_function("lookup + payload digest check", |b| {
         b.iter(|| {
             i = (i + 1) % names.len();
-            let m = pack.get(black_box(&names[i])).expect("ok").expect("present");
+            let m = pack
+                .get(black_box(&names[i]))
+                .expect("ok")
+                .expect("present");
             black_box(m.payload().expect("intact").len());
         });
     });

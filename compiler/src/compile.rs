@@ -105,6 +105,8 @@ pub enum BuildError {
     },
     #[error("CPython with pyc magic {0:?} is not supported")]
     UnsupportedMagic([u8; 4]),
+    #[error("invalid optimisation level {0} (0, 1 or 2)")]
+    InvalidOptimize(u8),
     #[error(
         "cannot write a pack for `{dir}`: `{in_tree}` is not writable ({in_tree_error}) and \
          neither is the user cache ({cache_error})"
@@ -126,13 +128,12 @@ pub enum BuildError {
 enum Origin {
     Reused,
     Pyc,
-    Compiled,
 }
 
 struct Stat {
     size: u64,
     mtime_ns: i64,
-    mtime_secs: i64,
+    source: pyc::SourceStat,
 }
 
 enum Classified {
@@ -157,12 +158,61 @@ fn problem(path: &Path, message: impl Into<String>) -> Problem {
 fn stat_of(meta: &std::fs::Metadata) -> Stat {
     Stat {
         size: meta.size(),
-        mtime_ns: meta.mtime().saturating_mul(1_000_000_000).saturating_add(meta.mtime_nsec()),
-        mtime_secs: meta.mtime(),
+        mtime_ns: meta
+            .mtime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(meta.mtime_nsec()),
+        source: pyc::SourceStat::from_metadata(meta),
     }
 }
 
-fn input(module: &SourceModule, stat: &Stat, blake3: [u8; 32], pyc_flags: u32, payload: Vec<u8>) -> ModuleInput {
+/// A compile failure as a reported problem: `path:line: SyntaxError: message`.
+pub(crate) fn failure_problem(failure: &workers::CompileFailure) -> Problem {
+    use workers::CompileFailure as F;
+    let (line, message) = match failure {
+        F::Syntax {
+            line,
+            exception,
+            message,
+            ..
+        } => (line.map(u64::from), format!("{exception}: {message}")),
+        F::Unreadable {
+            exception, message, ..
+        }
+        | F::Compile {
+            exception, message, ..
+        } => (None, format!("{exception}: {message}")),
+        F::Timeout { elapsed, .. } => (
+            None,
+            format!("compiling timed out after {:.1}s", elapsed.as_secs_f64()),
+        ),
+        F::WorkerCrashed { reason, .. } => (None, format!("the compiler process died: {reason}")),
+        F::Internal { traceback, .. } => (
+            None,
+            format!(
+                "internal compiler error: {}",
+                traceback.lines().last().unwrap_or_default()
+            ),
+        ),
+        F::NoWorker { error, .. } => (
+            None,
+            format!("no compiler process could be started: {error}"),
+        ),
+    };
+    Problem {
+        path: failure.path().to_path_buf(),
+        line,
+        message,
+    }
+}
+
+fn input(
+    module: &SourceModule,
+    stat: &Stat,
+    blake3: [u8; 32],
+    pyc_flags: u32,
+    payload: Vec<u8>,
+) -> ModuleInput {
     ModuleInput {
         name: module.name.clone(),
         is_package: module.is_package,
@@ -178,7 +228,10 @@ fn input(module: &SourceModule, stat: &Stat, blake3: [u8; 32], pyc_flags: u32, p
 /// Whether `dir` accepts new files (creating it if needed), tested by creating one.
 fn probe_writable(dir: &Path) -> Result<(), std::io::Error> {
     std::fs::create_dir_all(dir)?;
-    tempfile::Builder::new().prefix(".__ppyc__probe").tempfile_in(dir).map(drop)
+    tempfile::Builder::new()
+        .prefix(".__ppyc__probe")
+        .tempfile_in(dir)
+        .map(drop)
 }
 
 /// Where the previous pack of `dir` for this target is, if any and usable.
@@ -196,7 +249,7 @@ fn previous_pack(candidates: &[&Path], target: &ppyc_format::Target) -> Option<(
 struct Context<'a> {
     interp: &'a Interpreter,
     version: marshal::PyVersion,
-    optimize: u8,
+    optimize: pyc::OptLevel,
     previous: Option<&'a (Pack, i64)>,
 }
 
@@ -204,7 +257,9 @@ impl Context<'_> {
     fn classify(&self, module: SourceModule) -> Classified {
         let meta = match std::fs::metadata(&module.source) {
             Ok(m) => m,
-            Err(e) => return Classified::Failed(problem(&module.source, format!("cannot read: {e}"))),
+            Err(e) => {
+                return Classified::Failed(problem(&module.source, format!("cannot read: {e}")));
+            }
         };
         let stat = stat_of(&meta);
         let previous = self.previous.and_then(|(pack, written_ns)| {
@@ -230,7 +285,9 @@ impl Context<'_> {
         }
         let source = match std::fs::read(&module.source) {
             Ok(s) => s,
-            Err(e) => return Classified::Failed(problem(&module.source, format!("cannot read: {e}"))),
+            Err(e) => {
+                return Classified::Failed(problem(&module.source, format!("cannot read: {e}")));
+            }
         };
         let blake3 = *blake3::hash(&source).as_bytes();
         // 1b. Same content as when packed (touched, or copied with new times).
@@ -261,23 +318,19 @@ impl Context<'_> {
     /// The flags and marshal payload of `cfile`, if CPython would use it for `source`.
     fn fresh_pyc(&self, cfile: &Path, stat: &Stat, source: &[u8]) -> Option<(u32, Vec<u8>)> {
         let data = std::fs::read(cfile).ok()?;
-        let header = pyc::PycHeader::parse(&data).ok()?;
-        if header.magic != self.interp.pyc_magic {
-            return None;
-        }
-        let fresh = pyc::is_fresh(
-            &header,
-            self.interp.pyc_magic,
-            stat.mtime_secs,
-            stat.size,
-            source,
+        let verdict = pyc::check_pyc(
+            &data,
+            &self.interp.pyc_magic,
+            &stat.source,
+            pyc::CheckHashBasedPycs::Default,
+            || Ok::<_, std::convert::Infallible>(source),
         );
-        if !fresh {
+        let Ok(pyc::Verdict::Accepted(header)) = verdict else {
             return None;
-        }
-        let payload = &data[pyc::HEADER_LEN..];
+        };
+        let payload = data.get(pyc::HEADER_LEN..)?;
         marshal::validate(payload, self.version).ok()?;
-        Some((header.flags, payload.to_vec()))
+        Some((header.flags(), payload.to_vec()))
     }
 }
 
@@ -290,15 +343,27 @@ pub fn build_pack(
 ) -> Result<BuildSummary, BuildError> {
     let started = Instant::now();
     match std::fs::metadata(dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BuildError::Missing(dir.to_path_buf())),
-        Err(source) => return Err(BuildError::Io { path: dir.to_path_buf(), source }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(BuildError::Missing(dir.to_path_buf()));
+        }
+        Err(source) => {
+            return Err(BuildError::Io {
+                path: dir.to_path_buf(),
+                source,
+            });
+        }
         Ok(m) if !m.is_dir() => return Err(BuildError::NotADirectory(dir.to_path_buf())),
         Ok(_) => {}
     }
     let version = marshal::PyVersion::from_magic(interp.pyc_magic)
         .ok_or(BuildError::UnsupportedMagic(interp.pyc_magic))?;
+    let opt_level = pyc::OptLevel::try_from(options.optimize)
+        .map_err(|_| BuildError::InvalidOptimize(options.optimize))?;
     let target = interp.target(options.optimize);
-    let real = std::fs::canonicalize(dir).map_err(|source| BuildError::Io { path: dir.to_path_buf(), source })?;
+    let real = std::fs::canonicalize(dir).map_err(|source| BuildError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     let in_tree = ppyc_format::in_tree_pack_path(dir, &target.cache_tag, options.optimize);
     let in_cache = ppyc_format::cache_dir()
         .map(|c| ppyc_format::cache_pack_path(&c, &real, &target.cache_tag, options.optimize));
@@ -330,7 +395,7 @@ pub fn build_pack(
     let context = Context {
         interp,
         version,
-        optimize: options.optimize,
+        optimize: opt_level,
         previous: previous.as_ref(),
     };
     let classified: Vec<Classified> = modules
@@ -354,7 +419,6 @@ pub fn build_pack(
                 match origin {
                     Origin::Reused => summary.reused += 1,
                     Origin::Pyc => summary.from_pyc += 1,
-                    Origin::Compiled => summary.compiled += 1,
                 }
                 writer.add(input)?;
             }
@@ -362,54 +426,73 @@ pub fn build_pack(
                 reporter.on_problem(&p);
                 summary.problems.push(p);
             }
-            Classified::Compile { module, stat, blake3, cfile } => to_compile.push((module, stat, blake3, cfile)),
+            Classified::Compile {
+                module,
+                stat,
+                blake3,
+                cfile,
+            } => to_compile.push((module, stat, blake3, cfile)),
         }
     }
     drop(previous);
 
     if !to_compile.is_empty() {
-        let write_pyc = options.write_pyc && !interp.dont_write_bytecode;
+        // Like compileall, and unlike the import system, `-B`/`PYTHONDONTWRITEBYTECODE` do not
+        // stop the writing of .pyc files; `--no-write-pyc` does.
+        let write_pyc = options.write_pyc;
         let jobs: Vec<workers::CompileJob> = to_compile
             .iter()
-            .map(|(m, _, _, cfile)| workers::CompileJob {
-                source: m.source.clone(),
-                cfile: write_pyc.then(|| cfile.clone()),
-                optimize: options.optimize,
+            .map(|(m, _, _, cfile)| {
+                workers::CompileJob::new(
+                    m.source.clone(),
+                    write_pyc.then(|| cfile.clone()),
+                    opt_level,
+                )
             })
             .collect();
         let pool = workers::WorkerPool::start(
             &interp.executable,
             options.jobs.clamp(1, to_compile.len()),
             workers::Timeouts {
-                startup: Duration::from_secs(30),
-                per_file: options.timeout,
+                startup: Some(Duration::from_secs(30)),
+                per_file: Some(options.timeout),
             },
         )?;
         let results = pool.compile_all(jobs, |_, _| reporter.on_progress(1));
         for ((module, stat, blake3, _), (_, result)) in to_compile.into_iter().zip(results) {
             match result {
                 Ok(compiled) => {
-                    let Ok(header) = pyc::PycHeader::parse(&compiled.pyc) else {
+                    let Ok(header) = pyc::PycHeader::classify(&compiled.pyc, &interp.pyc_magic)
+                    else {
                         let p = problem(&module.source, "the compiler returned a malformed .pyc");
                         reporter.on_problem(&p);
                         summary.problems.push(p);
                         continue;
                     };
                     let payload = &compiled.pyc[pyc::HEADER_LEN..];
-                    if !pyc::is_fresh(&header, interp.pyc_magic, stat.mtime_secs, stat.size, &[])
+                    if header.validate_timestamp(&stat.source).is_err()
                         || marshal::validate(payload, version).is_err()
                     {
-                        let p = problem(&module.source, "the source changed while it was being compiled");
+                        let p = problem(
+                            &module.source,
+                            "the source changed while it was being compiled",
+                        );
                         reporter.on_problem(&p);
                         summary.problems.push(p);
                         continue;
                     }
                     summary.compiled += 1;
                     summary.pyc_written += usize::from(compiled.written);
-                    writer.add(input(&module, &stat, blake3, header.flags, payload.to_vec()))?;
+                    writer.add(input(
+                        &module,
+                        &stat,
+                        blake3,
+                        header.flags(),
+                        payload.to_vec(),
+                    ))?;
                 }
                 Err(failure) => {
-                    let p = failure.to_problem();
+                    let p = failure_problem(&failure);
                     reporter.on_problem(&p);
                     summary.problems.push(p);
                 }
@@ -432,7 +515,8 @@ pub fn build_pack(
                     dir: dir.to_path_buf(),
                     in_tree,
                     in_tree_error: in_tree_error.clone(),
-                    cache_error: "no cache directory (neither XDG_CACHE_HOME nor HOME is set)".into(),
+                    cache_error: "no cache directory (neither XDG_CACHE_HOME nor HOME is set)"
+                        .into(),
                 });
             };
             if let Err(e) = ppyc_format::write_atomic(&cache, &bytes) {

@@ -113,14 +113,19 @@ pub fn verify_pack(
             this_magic: interp.pyc_magic,
         });
     }
-    let version = marshal::PyVersion::from_magic(interp.pyc_magic).ok_or_else(|| VerifyError::ForeignPack {
-        pack: target.cache_tag.clone(),
-        pack_magic: target.pyc_magic,
-        this: interp.cache_tag.clone(),
-        this_magic: interp.pyc_magic,
+    let version = marshal::PyVersion::from_magic(interp.pyc_magic).ok_or_else(|| {
+        VerifyError::ForeignPack {
+            pack: target.cache_tag.clone(),
+            pack_magic: target.pyc_magic,
+            this: interp.cache_tag.clone(),
+            this_magic: interp.pyc_magic,
+        }
     })?;
-    let root = pack_root(pack_path, &pack).ok_or_else(|| VerifyError::UnknownRoot(pack_path.to_path_buf()))?;
-    let optimize = target.optimize;
+    let root = pack_root(pack_path, &pack)
+        .ok_or_else(|| VerifyError::UnknownRoot(pack_path.to_path_buf()))?;
+    let optimize = crate::pyc::OptLevel::try_from(target.optimize).map_err(|_| {
+        VerifyError::Format(ppyc_format::FormatError::InvalidTarget("optimize level"))
+    })?;
     reporter.on_start(&root, pack.len());
 
     let report = pack.verify();
@@ -140,8 +145,13 @@ pub fn verify_pack(
         let source = root.join(module.source_path());
         let issue = match (module.payload(), std::fs::read(&source)) {
             (Err(e), _) => Some(ModuleIssue::Damaged(e.to_string())),
-            (_, Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Some(ModuleIssue::MissingSource(source.clone())),
-            (_, Err(e)) => Some(ModuleIssue::CompileFailed(format!("{}: cannot read: {e}", source.display()))),
+            (_, Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                Some(ModuleIssue::MissingSource(source.clone()))
+            }
+            (_, Err(e)) => Some(ModuleIssue::CompileFailed(format!(
+                "{}: cannot read: {e}",
+                source.display()
+            ))),
             (Ok(_), Ok(bytes)) if *blake3::hash(&bytes).as_bytes() != *module.source_blake3() => {
                 Some(ModuleIssue::Stale(source.clone()))
             }
@@ -160,24 +170,28 @@ pub fn verify_pack(
             &interp.executable,
             jobs.clamp(1, to_compare.len()),
             workers::Timeouts {
-                startup: Duration::from_secs(30),
-                per_file: timeout,
+                startup: Some(Duration::from_secs(30)),
+                per_file: Some(timeout),
             },
         )?;
         let jobs = to_compare
             .iter()
-            .map(|(_, source, _)| workers::CompileJob {
-                source: source.clone(),
-                cfile: None,
-                optimize,
-            })
+            .map(|(_, source, _)| workers::CompileJob::new(source.clone(), None, optimize))
             .collect();
         let results = pool.compile_all(jobs, |_, _| reporter.on_progress(1));
         for ((name, source, stored), (_, result)) in to_compare.into_iter().zip(results) {
             match result {
-                Err(failure) => outcome.issues.push((name, ModuleIssue::CompileFailed(failure.to_problem().to_string()))),
+                Err(failure) => outcome.issues.push((
+                    name,
+                    ModuleIssue::CompileFailed(
+                        crate::compile::failure_problem(&failure).to_string(),
+                    ),
+                )),
                 Ok(compiled) => {
-                    let fresh = compiled.pyc.get(crate::pyc::HEADER_LEN..).unwrap_or_default();
+                    let fresh = compiled
+                        .pyc
+                        .get(crate::pyc::HEADER_LEN..)
+                        .unwrap_or_default();
                     if !marshal::same_code(stored, fresh, version) {
                         outcome.issues.push((name, ModuleIssue::Differs(source)));
                     }

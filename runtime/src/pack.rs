@@ -115,7 +115,14 @@ impl Pack {
 
     /// Checks every digest; returns the list of problems (empty when intact).
     fn verify(&self, py: Python<'_>) -> Vec<String> {
-        py.detach(|| self.inner.verify().problems.iter().map(ToString::to_string).collect())
+        py.detach(|| {
+            self.inner
+                .verify()
+                .problems
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        })
     }
 
     fn __repr__(&self) -> String {
@@ -123,7 +130,10 @@ impl Pack {
             "<ppyc.Pack {} modules for {}{}>",
             self.inner.len(),
             self.inner.header().target.cache_tag,
-            self.inner.path().map(|p| format!(" at {}", p.display())).unwrap_or_default()
+            self.inner
+                .path()
+                .map(|p| format!(" at {}", p.display()))
+                .unwrap_or_default()
         )
     }
 }

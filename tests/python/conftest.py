@@ -24,13 +24,27 @@ class Result:
         return f"<exit {self.code}\nstdout:\n{self.out}\nstderr:\n{self.err}>"
 
 
-def run_ppyc(*args: str | os.PathLike[str], env: dict[str, str] | None = None) -> Result:
+# As root, file permissions do not stop reads or writes; dropping the capabilities that
+# override them makes `chmod` effective, as for any user.
+UNPRIVILEGED = (
+    ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
+     "--bounding-set=-dac_override,-dac_read_search"]
+    if os.geteuid() == 0
+    else []
+)
+
+
+def run_ppyc(
+    *args: str | os.PathLike[str],
+    env: dict[str, str] | None = None,
+    unprivileged: bool = False,
+) -> Result:
     """Runs `python -m ppyc ARGS` with the interpreter under test."""
     full_env = dict(os.environ)
     full_env["PPYC_NO_PROGRESS"] = "1"
     full_env.update(env or {})
     proc = subprocess.run(
-        [sys.executable, "-m", "ppyc", *map(str, args)],
+        [*(UNPRIVILEGED if unprivileged else []), sys.executable, "-m", "ppyc", *map(str, args)],
         capture_output=True,
         text=True,
         env=full_env,

@@ -153,7 +153,11 @@ fn describe(h: &ppyc_format::Header) -> String {
         v >> 24,
         (v >> 16) & 0xff,
         (v >> 8) & 0xff,
-        h.target.pyc_magic.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        h.target
+            .pyc_magic
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>(),
         h.target.optimize
     )
 }
@@ -165,22 +169,47 @@ pub(crate) fn inspect(py: Python<'_>, args: &InspectArgs) -> anyhow::Result<i32>
     } else {
         args.pack.clone()
     };
-    let pack = Pack::open(&path).with_context(|| format!("cannot open pack `{}`", path.display()))?;
+    let pack =
+        Pack::open(&path).with_context(|| format!("cannot open pack `{}`", path.display()))?;
     let h = pack.header();
     let Some(name) = &args.module else {
         out!("Pack: {}", path.display());
-        out!("  format: read version {}, write version {}", h.read_version, h.write_version);
+        out!(
+            "  format: read version {}, write version {}",
+            h.read_version,
+            h.write_version
+        );
         out!("  target: {}", describe(h));
-        out!("  size: {} ({} bytes), {} modules", human_bytes(h.file_size), h.file_size, h.module_count);
+        out!(
+            "  size: {} ({} bytes), {} modules",
+            human_bytes(h.file_size),
+            h.file_size,
+            h.module_count
+        );
         for (k, v) in pack.meta() {
             out!("  {k}: {v}");
         }
         out!("Sections:");
-        out!("  {:<4}  {:>10}  {:>10}  {:<8}  BLAKE3", "ID", "OFFSET", "LENGTH", "FLAGS");
+        out!(
+            "  {:<4}  {:>10}  {:>10}  {:<8}  BLAKE3",
+            "ID",
+            "OFFSET",
+            "LENGTH",
+            "FLAGS"
+        );
         for s in pack.sections() {
             let digest: String = s.digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-            let flags = if s.is_required() { "required" } else { "optional" };
-            out!("  {:<4}  {:>10}  {:>10}  {flags:<8}  {digest}…", s.id.to_string(), s.offset, s.length);
+            let flags = if s.is_required() {
+                "required"
+            } else {
+                "optional"
+            };
+            out!(
+                "  {:<4}  {:>10}  {:>10}  {flags:<8}  {digest}…",
+                s.id.to_string(),
+                s.offset,
+                s.length
+            );
         }
         let mut rows = Vec::with_capacity(pack.len());
         let mut damaged = 0;
@@ -191,12 +220,20 @@ pub(crate) fn inspect(py: Python<'_>, args: &InspectArgs) -> anyhow::Result<i32>
             }
         }
         rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let width = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(4).max(4);
+        let width = rows
+            .iter()
+            .map(|r| r.0.chars().count())
+            .max()
+            .unwrap_or(4)
+            .max(4);
         out!("Modules:");
         out!("  {:<width$}  {:<7}  {:>9}  SOURCE", "NAME", "KIND", "CODE");
         for (name, is_package, len, source) in rows {
             let kind = if is_package { "package" } else { "module" };
-            out!("  {name:<width$}  {kind:<7}  {:>9}  {source}", human_bytes(len));
+            out!(
+                "  {name:<width$}  {kind:<7}  {:>9}  {source}",
+                human_bytes(len)
+            );
         }
         if damaged > 0 {
             out!("  ({damaged} damaged records; run `ppyc verify`)");
@@ -204,20 +241,40 @@ pub(crate) fn inspect(py: Python<'_>, args: &InspectArgs) -> anyhow::Result<i32>
         }
         return Ok(SUCCESS);
     };
-    let Some(m) = pack.get(name).with_context(|| format!("cannot read module `{name}`"))? else {
+    let Some(m) = pack
+        .get(name)
+        .with_context(|| format!("cannot read module `{name}`"))?
+    else {
         eprintln!("error: `{name}` is not in `{}`", path.display());
         return Ok(FAILURE);
     };
     out!("Module: {}", m.name());
-    out!("  kind: {}", if m.is_package() { "package" } else { "module" });
-    out!("  source: {} ({} bytes, mtime {} ns)", m.source_path(), m.source_size(), m.source_mtime_ns());
-    out!("  source BLAKE3: {}", m.source_blake3().iter().map(|b| format!("{b:02x}")).collect::<String>());
+    out!(
+        "  kind: {}",
+        if m.is_package() { "package" } else { "module" }
+    );
+    out!(
+        "  source: {} ({} bytes, mtime {} ns)",
+        m.source_path(),
+        m.source_size(),
+        m.source_mtime_ns()
+    );
+    out!(
+        "  source BLAKE3: {}",
+        m.source_blake3()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
     out!("  pyc flags: {:#x}", m.pyc_flags());
-    let payload = m.payload().with_context(|| format!("cannot read the code of `{name}`"))?;
+    let payload = m
+        .payload()
+        .with_context(|| format!("cannot read the code of `{name}`"))?;
     out!("  code: {} bytes of marshal data", payload.len());
     let version = marshal::PyVersion::from_magic(h.target.pyc_magic)
         .with_context(|| format!("unknown pyc magic in `{}`", path.display()))?;
-    let code = marshal::parse(payload, version).with_context(|| format!("cannot decode the code of `{name}`"))?;
+    let code = marshal::parse(payload, version)
+        .with_context(|| format!("cannot decode the code of `{name}`"))?;
     for line in marshal::summary(&code).lines() {
         out!("  {line}");
     }
@@ -244,7 +301,13 @@ pub(crate) fn verify(py: Python<'_>, args: &VerifyArgs) -> anyhow::Result<i32> {
     } else {
         args.packs
             .iter()
-            .map(|p| if p.is_dir() { pack_of_dir(p, &interp.cache_tag, interp.optimize) } else { p.clone() })
+            .map(|p| {
+                if p.is_dir() {
+                    pack_of_dir(p, &interp.cache_tag, interp.optimize)
+                } else {
+                    p.clone()
+                }
+            })
             .collect()
     };
     if packs.is_empty() {

@@ -29,7 +29,6 @@ macro_rules! out {
 }
 pub(crate) use out;
 
-
 pub(crate) fn main(py: Python<'_>, argv: Vec<String>) -> i32 {
     let cli = match Cli::try_parse_from(&argv) {
         Ok(cli) => cli,
@@ -125,7 +124,8 @@ pub(crate) fn pack_of_dir(dir: &Path, cache_tag: &str, optimize: u8) -> PathBuf 
         return in_tree;
     }
     let cached = std::fs::canonicalize(dir).ok().and_then(|real| {
-        ppyc_format::cache_dir().map(|c| ppyc_format::cache_pack_path(&c, &real, cache_tag, optimize))
+        ppyc_format::cache_dir()
+            .map(|c| ppyc_format::cache_pack_path(&c, &real, cache_tag, optimize))
     });
     match cached {
         Some(c) if c.exists() => c,

@@ -35,7 +35,10 @@ impl Reporter for BarReporter {
         self.bar.reset();
         self.bar.set_length(modules as u64);
         self.bar.set_position(0);
-        let name = dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let name = dir.file_name().map_or_else(
+            || dir.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
         self.bar.set_prefix(name);
     }
 
