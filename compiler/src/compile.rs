@@ -88,6 +88,11 @@ pub struct BuildSummary {
     pub bytes: u64,
     /// Wall time of the whole build.
     pub seconds: f64,
+    /// Wall time of each phase: walk, classify (stat, reuse, read `.pyc`), compile, encode
+    /// (the pack's bytes), write (temporary file, fsync, rename).
+    pub phases: Vec<(&'static str, f64)>,
+    /// Whether the pack on disk was already byte-identical (so it was not rewritten).
+    pub unchanged: bool,
 }
 
 /// Why a build could not produce a pack.
@@ -232,6 +237,12 @@ fn probe_writable(dir: &Path) -> Result<(), std::io::Error> {
         .prefix(".__ppyc__probe")
         .tempfile_in(dir)
         .map(drop)
+}
+
+/// Whether the file at `path` holds exactly `bytes`.
+fn same_contents(path: &Path, bytes: &[u8]) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.len() == bytes.len() as u64)
+        && std::fs::read(path).is_ok_and(|old| old == bytes)
 }
 
 /// Where the previous pack of `dir` for this target is, if any and usable.
@@ -380,7 +391,14 @@ pub fn build_pack(
         extension_suffixes: interp.extension_suffixes.clone(),
         excludes: options.excludes.clone(),
     };
+    let mut phase = Instant::now();
+    let mut phases = Vec::new();
+    let mut lap = |name: &'static str| {
+        phases.push((name, phase.elapsed().as_secs_f64()));
+        phase = Instant::now();
+    };
     let (modules, issues) = walk(dir, &walk_options);
+    lap("walk");
     reporter.on_start(dir, modules.len());
     let mut summary = BuildSummary {
         dir: dir.to_path_buf(),
@@ -436,6 +454,7 @@ pub fn build_pack(
     }
     drop(previous);
 
+    lap("classify");
     if !to_compile.is_empty() {
         // Like compileall, and unlike the import system, `-B`/`PYTHONDONTWRITEBYTECODE` do not
         // stop the writing of .pyc files; `--no-write-pyc` does.
@@ -500,9 +519,23 @@ pub fn build_pack(
         }
     }
 
+    lap("compile");
     summary.modules = writer.len();
     let bytes = writer.finish()?;
+    lap("encode");
     summary.bytes = bytes.len() as u64;
+    // An identical pack is left alone: no rewrite, no new inode for running processes.
+    for existing in std::iter::once(&in_tree).chain(in_cache.as_ref()) {
+        if same_contents(existing, &bytes) {
+            summary.unchanged = true;
+            summary.pack_path = existing.clone();
+            lap("write");
+            summary.phases = phases;
+            reporter.on_finish();
+            summary.seconds = started.elapsed().as_secs_f64();
+            return Ok(summary);
+        }
+    }
     let pycache = in_tree.parent().unwrap_or(dir);
     let in_tree_result = probe_writable(pycache)
         .map_err(|e| format!("`{}`: {e}", pycache.display()))
@@ -531,6 +564,8 @@ pub fn build_pack(
             summary.pack_path = cache;
         }
     }
+    lap("write");
+    summary.phases = phases;
     reporter.on_finish();
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
+use rayon::prelude::*;
+
 use crate::error::FormatError;
 use crate::header::{
     HEADER_SIZE, Header, READ_VERSION, SECTION_ENTRY_SIZE, SECTION_FLAG_REQUIRED, SectionEntry,
@@ -109,11 +111,22 @@ impl PackWriter {
         let mut payl = Vec::new();
         let mut recs = Vec::new();
         let mut entries = Vec::with_capacity(self.modules.len());
-        for m in self.modules.into_values() {
+        let modules: Vec<ModuleInput> = self.modules.into_values().collect();
+        // Hashing dominates for large packs: digest the payloads on every core.
+        let digests: Vec<[u8; 32]> = modules
+            .par_iter()
+            .map(|m| *blake3::hash(&m.payload).as_bytes())
+            .collect();
+        let total: usize = modules
+            .iter()
+            .map(|m| align_up(m.payload.len(), ITEM_ALIGN))
+            .sum();
+        payl.reserve(total);
+        for (m, payload_blake3) in modules.into_iter().zip(digests) {
             pad_to(&mut payl, ITEM_ALIGN);
             let record = ModuleRecord {
                 source_blake3: m.source_blake3,
-                payload_blake3: *blake3::hash(&m.payload).as_bytes(),
+                payload_blake3,
                 payload_offset: payl.len() as u64,
                 payload_len: m.payload.len() as u64,
                 source_size: m.source_size,
@@ -161,7 +174,9 @@ impl PackWriter {
             bodies.push((SectionId::META, 0, meta));
         }
         let table_len = bodies.len() * SECTION_ENTRY_SIZE;
-        let mut out = vec![0u8; HEADER_SIZE + table_len];
+        let body_len: usize = bodies.iter().map(|(_, _, b)| b.len() + ITEM_ALIGN).sum();
+        let mut out = Vec::with_capacity(HEADER_SIZE + table_len + body_len);
+        out.resize(HEADER_SIZE + table_len, 0);
         let mut table = Vec::with_capacity(table_len);
         for (id, flags, body) in &bodies {
             pad_to(&mut out, ITEM_ALIGN);
@@ -171,7 +186,10 @@ impl PackWriter {
                 offset: out.len() as u64,
                 length: body.len() as u64,
                 alignment: ITEM_ALIGN as u32,
-                digest: *blake3::hash(body).as_bytes(),
+                digest: *blake3::Hasher::new()
+                    .update_rayon(body)
+                    .finalize()
+                    .as_bytes(),
             };
             table.extend_from_slice(&Header::section_entry_bytes(&entry));
             out.extend_from_slice(body);

@@ -58,8 +58,11 @@ pub(crate) struct CompileArgs {
     #[arg(long)]
     pub(crate) no_write_pyc: bool,
     /// Print only errors.
-    #[arg(long, short = 'q')]
+    #[arg(long, short = 'q', conflicts_with = "verbose")]
     pub(crate) quiet: bool,
+    /// Also print the time of each phase.
+    #[arg(long, short = 'v')]
+    pub(crate) verbose: bool,
 }
 
 #[derive(Debug, Args)]

@@ -67,6 +67,7 @@ pub(crate) fn compile(py: Python<'_>, args: &CompileArgs) -> anyhow::Result<i32>
     }
     let reporter = BarReporter::new(args.quiet);
     let quiet = args.quiet;
+    let verbose = args.verbose;
     let strict = args.strict;
     let jobs = jobs(args.jobs);
     let incremental = !args.force;
@@ -119,6 +120,14 @@ pub(crate) fn compile(py: Python<'_>, args: &CompileArgs) -> anyhow::Result<i32>
                             s.reused,
                             s.problems.len()
                         );
+                        if s.unchanged {
+                            out!("  the pack was already up to date: not rewritten");
+                        }
+                    }
+                    if verbose {
+                        let phases: Vec<String> =
+                            s.phases.iter().map(|(name, t)| format!("{name} {:.1} ms", t * 1e3)).collect();
+                        out!("  phases: {}", phases.join(", "));
                     }
                 }
                 Err(e) => {
