@@ -1,0 +1,269 @@
+//! Conformance of the marshal reader with CPython: for every installed interpreter, every
+//! `.pyc` of its own standard library is parsed by ppyc and by `marshal.loads` (in
+//! `marshal_dump.py`), and both are reduced to the same canonical JSON.
+
+mod common;
+
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use ppyc_compiler::marshal::{self, FloatRepr, Obj, Object, PyVersion};
+use serde_json::{Value, json};
+
+/// Decimal text of a base-2^15 magnitude (least significant digit first).
+fn decimal(negative: bool, digits: &[u16]) -> String {
+    // Base 10^9 limbs, least significant first.
+    let mut limbs: Vec<u64> = vec![0];
+    for &d in digits.iter().rev() {
+        let mut carry = u64::from(d);
+        for limb in &mut limbs {
+            let v = *limb * (1 << 15) + carry;
+            *limb = v % 1_000_000_000;
+            carry = v / 1_000_000_000;
+        }
+        while carry > 0 {
+            limbs.push(carry % 1_000_000_000);
+            carry /= 1_000_000_000;
+        }
+    }
+    let mut s = limbs.last().unwrap().to_string();
+    for limb in limbs.iter().rev().skip(1) {
+        s.push_str(&format!("{limb:09}"));
+    }
+    if negative && s != "0" {
+        s.insert(0, '-');
+    }
+    s
+}
+
+fn float_hex(f: &FloatRepr) -> String {
+    let bits = match f {
+        FloatRepr::Bits(b) => *b,
+        FloatRepr::Text(t) => std::str::from_utf8(t)
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+            .to_bits(),
+    };
+    hex(&bits.to_le_bytes())
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn bytes_hex(o: &Obj) -> String {
+    match &**o {
+        Object::Bytes(b) => hex(b),
+        other => panic!("expected bytes, got {other:?}"),
+    }
+}
+
+fn list(o: &Obj) -> Vec<Value> {
+    match &**o {
+        Object::Tuple(v) => v.iter().map(canon).collect(),
+        other => panic!("expected a tuple, got {other:?}"),
+    }
+}
+
+const CO_FAST_LOCAL: u8 = 0x20;
+const CO_FAST_CELL: u8 = 0x40;
+const CO_FAST_FREE: u8 = 0x80;
+
+fn canon(o: &Obj) -> Value {
+    match &**o {
+        Object::None => json!(["None"]),
+        Object::True => json!(["bool", true]),
+        Object::False => json!(["bool", false]),
+        Object::StopIteration => json!(["StopIteration"]),
+        Object::Ellipsis => json!(["Ellipsis"]),
+        Object::Int(i) => json!(["int", i.to_string()]),
+        Object::Long { negative, digits } => json!(["int", decimal(*negative, digits)]),
+        Object::Float(f) => json!(["float", float_hex(f)]),
+        Object::Complex(re, im) => json!(["complex", float_hex(re), float_hex(im)]),
+        Object::Bytes(b) => json!(["bytes", hex(b)]),
+        Object::Str(s) => json!(["str", hex(s)]),
+        Object::Tuple(v) => json!(["tuple", v.iter().map(canon).collect::<Vec<_>>()]),
+        Object::FrozenSet(v) => {
+            let mut items: Vec<Value> = v.iter().map(canon).collect();
+            items.sort_by_cached_key(|x| python_json(x));
+            json!(["frozenset", items])
+        }
+        Object::Slice(a, b, c) => json!(["slice", canon(a), canon(b), canon(c)]),
+        Object::Code(c) => {
+            let names = list(&c.localsplusnames);
+            let (varnames, cellvars, freevars) = match &c.localspluskinds {
+                None => (
+                    names,
+                    list(c.cellvars.as_ref().unwrap()),
+                    list(c.freevars.as_ref().unwrap()),
+                ),
+                Some(kinds) => {
+                    let Object::Bytes(kinds) = &**kinds else {
+                        panic!("kinds")
+                    };
+                    let pick = |bit: u8| -> Vec<Value> {
+                        names
+                            .iter()
+                            .zip(kinds.iter())
+                            .filter(|(_, k)| *k & bit != 0)
+                            .map(|(n, _)| n.clone())
+                            .collect()
+                    };
+                    (pick(CO_FAST_LOCAL), pick(CO_FAST_CELL), pick(CO_FAST_FREE))
+                }
+            };
+            let mut f = json!({
+                "argcount": c.argcount,
+                "posonlyargcount": c.posonlyargcount,
+                "kwonlyargcount": c.kwonlyargcount,
+                "stacksize": c.stacksize,
+                "flags": c.flags,
+                "code": bytes_hex(&c.code),
+                "consts": list(&c.consts),
+                "names": list(&c.names),
+                "varnames": varnames,
+                "cellvars": cellvars,
+                "freevars": freevars,
+                "filename": canon(&c.filename),
+                "name": canon(&c.name),
+                "firstlineno": c.firstlineno,
+                "linetable": bytes_hex(&c.linetable),
+            });
+            if let Some(q) = &c.qualname {
+                f["qualname"] = canon(q);
+            }
+            if let Some(e) = &c.exceptiontable {
+                f["exceptiontable"] = json!(bytes_hex(e));
+            }
+            json!(["code", f])
+        }
+        other => panic!("unexpected constant {other:?}"),
+    }
+}
+
+/// `json.dumps(value)` with Python's default separators (for sorting frozenset items the
+/// way the dumper does).
+fn python_json(v: &Value) -> String {
+    match v {
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(python_json).collect::<Vec<_>>().join(", ")
+        ),
+        Value::Object(map) => format!(
+            "{{{}}}",
+            map.iter()
+                .map(|(k, v)| format!("{}: {}", Value::String(k.clone()), python_json(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Value::Bool(true) => "true".into(),
+        Value::Bool(false) => "false".into(),
+        other => other.to_string(),
+    }
+}
+
+#[test]
+fn every_stdlib_pyc_of_every_interpreter() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/marshal_dump.py");
+    let pythons = common::pythons();
+    assert!(!pythons.is_empty());
+    for python in pythons {
+        let mut child = Command::new(&python)
+            .args(["-I", "-B"])
+            .arg(&script)
+            .current_dir(std::env::temp_dir())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut checked = 0;
+        let mut version = None;
+        for line in stdout.lines() {
+            let line = line.unwrap();
+            let expected: Value = serde_json::from_str(&line).unwrap();
+            let pyc = expected["pyc"].as_str().unwrap();
+            let data = std::fs::read(pyc).unwrap();
+            let magic = [data[0], data[1], data[2], data[3]];
+            let v =
+                *version.get_or_insert_with(|| PyVersion::from_magic(magic).expect("known magic"));
+            let payload = &data[16..];
+            marshal::validate(payload, v).unwrap_or_else(|e| panic!("{pyc}: {e}"));
+            let parsed = std::rc::Rc::new(
+                marshal::parse(payload, v).unwrap_or_else(|e| panic!("{pyc}: {e}")),
+            );
+            let got = canon(&parsed);
+            assert!(
+                got == expected["code"],
+                "{}: {pyc} differs from marshal.loads",
+                python.display()
+            );
+            assert!(marshal::same_code(payload, payload, v));
+            // Every truncation of a small payload is refused.
+            if payload.len() < 600 {
+                for len in 0..payload.len() {
+                    assert!(
+                        marshal::parse(&payload[..len], v).is_err(),
+                        "{pyc} truncated to {len}"
+                    );
+                }
+            }
+            checked += 1;
+        }
+        assert!(
+            child.wait().unwrap().success(),
+            "{} dumper failed",
+            python.display()
+        );
+        eprintln!(
+            "{}: {checked} stdlib .pyc files match marshal.loads",
+            python.display()
+        );
+        assert!(
+            checked > 500,
+            "{}: only {checked} files compared",
+            python.display()
+        );
+    }
+}
+
+#[test]
+fn same_code_tells_modules_apart_and_ignores_filenames() {
+    for python in common::pythons() {
+        let out = Command::new(&python)
+            .args(["-I", "-B", "-c"])
+            .arg(
+                "import marshal, sys\n\
+                 a = compile('x = 1\\ndef f(y):\\n    return y + 1\\n', '/one/a.py', 'exec')\n\
+                 b = compile('x = 1\\ndef f(y):\\n    return y + 1\\n', '/two/b.py', 'exec')\n\
+                 c = compile('x = 2\\n', '/one/a.py', 'exec')\n\
+                 import importlib.util\n\
+                 sys.stdout.buffer.write(importlib.util.MAGIC_NUMBER)\n\
+                 for co in (a, b, c):\n\
+                 \x20   d = marshal.dumps(co)\n\
+                 \x20   sys.stdout.buffer.write(len(d).to_bytes(4, 'little') + d)\n",
+            )
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let magic = [out.stdout[0], out.stdout[1], out.stdout[2], out.stdout[3]];
+        let v = PyVersion::from_magic(magic).unwrap();
+        let mut rest = &out.stdout[4..];
+        let mut streams = Vec::new();
+        while !rest.is_empty() {
+            let n = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+            streams.push(&rest[4..4 + n]);
+            rest = &rest[4 + n..];
+        }
+        assert!(
+            marshal::same_code(streams[0], streams[1], v),
+            "only co_filename differs"
+        );
+        assert!(!marshal::same_code(streams[0], streams[2], v));
+        assert!(!marshal::same_code(streams[0], b"garbage", v));
+        let summary = marshal::summary(&marshal::parse(streams[0], v).unwrap());
+        assert!(summary.contains("name: <module>"), "{summary}");
+        assert!(summary.contains("nested code objects: 1"), "{summary}");
+    }
+}
