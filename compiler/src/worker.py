@@ -20,14 +20,15 @@
 # where bytes = u32 length + raw bytes and str = bytes holding UTF-8 (backslash-escaped
 # where not encodable). Paths travel as raw bytes (os.fsdecode/os.fsencode), so any file
 # name works, newlines included. EOF on stdin ends the worker with status 0.
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
 import os
 import struct
 import sys
 import traceback
 import warnings
-
-import importlib.machinery
-import importlib.util
 from importlib import _bootstrap_external
 
 _U32 = struct.Struct("<I")
@@ -36,39 +37,39 @@ _REQUEST_HEAD = struct.Struct("<QBB")
 MODES = ("TIMESTAMP", "CHECKED_HASH", "UNCHECKED_HASH")
 
 
-def _bytes(data):
+def _bytes(data: bytes) -> bytes:
     return _U32.pack(len(data)) + data
 
 
-def _str(text):
+def _str(text: str) -> bytes:
     return _bytes(text.encode("utf-8", "backslashreplace"))
 
 
-def _i64(value):
+def _i64(value: int | None) -> bytes:
     return struct.pack("<q", -1 if value is None else int(value))
 
 
 class _Reader:
-    def __init__(self, data):
+    def __init__(self, data: bytes) -> None:
         self.data = data
         self.pos = 0
 
-    def take(self, n):
+    def take(self, n: int) -> bytes:
         if self.pos + n > len(self.data):
             raise ValueError("truncated request")
         chunk = self.data[self.pos : self.pos + n]
         self.pos += n
         return chunk
 
-    def u8(self):
+    def u8(self) -> int:
         return self.take(1)[0]
 
-    def bytes(self):
+    def blob(self) -> bytes:
         (n,) = _U32.unpack(self.take(4))
         return self.take(n)
 
 
-def compile_one(source, cfile, optimize, mode):
+def compile_one(source: str, cfile: str | None, optimize: int, mode: int) -> bytes:
     """Compile `source` (str path) like py_compile.compile; returns a response without id."""
     loader = importlib.machinery.SourceFileLoader("<py_compile>", source)
     try:
@@ -87,25 +88,15 @@ def compile_one(source, cfile, optimize, mode):
             code = loader.source_to_code(source_bytes, source, _optimize=optimize)
         except SyntaxError as exc:
             msg = exc.msg if isinstance(exc.msg, str) else str(exc)
-            return (
-                b"S"
-                + _str(type(exc).__name__)
-                + _i64(exc.lineno)
-                + _i64(exc.offset)
-                + _str(msg)
-            )
+            return b"S" + _str(type(exc).__name__) + _i64(exc.lineno) + _i64(exc.offset) + _str(msg)
         except UnicodeError as exc:
             return b"U" + _str(type(exc).__name__) + _str(str(exc))
         except Exception as exc:  # what py_compile turns into PyCompileError
             return b"E" + _str(type(exc).__name__) + _str(str(exc))
-    warning_texts = [
-        f"{w.filename}:{w.lineno}: {w.category.__name__}: {w.message}" for w in caught
-    ]
+    warning_texts = [f"{w.filename}:{w.lineno}: {w.category.__name__}: {w.message}" for w in caught]
 
     if MODES[mode] == "TIMESTAMP":
-        data = _bootstrap_external._code_to_timestamp_pyc(
-            code, stats["mtime"], stats["size"]
-        )
+        data = _bootstrap_external._code_to_timestamp_pyc(code, stats["mtime"], stats["size"])
     else:
         source_hash = importlib.util.source_hash(source_bytes)
         data = _bootstrap_external._code_to_hash_pyc(
@@ -153,30 +144,28 @@ def compile_one(source, cfile, optimize, mode):
     return response
 
 
-def handle(payload):
+def handle(payload: bytes) -> bytes:
     reader = _Reader(payload)
     id_bytes = payload[:8].ljust(8, b"\x00")
     try:
-        _, optimize, mode = _REQUEST_HEAD.unpack(
-            reader.take(_REQUEST_HEAD.size)
-        )
+        _, optimize, mode = _REQUEST_HEAD.unpack(reader.take(_REQUEST_HEAD.size))
         if optimize > 2 or mode >= len(MODES):
             raise ValueError(f"bad request: optimize={optimize} mode={mode}")
-        source = os.fsdecode(reader.bytes())
-        cfile = os.fsdecode(reader.bytes()) if reader.u8() else None
+        source = os.fsdecode(reader.blob())
+        cfile = os.fsdecode(reader.blob()) if reader.u8() else None
         response = compile_one(source, cfile, optimize, mode)
     except Exception:
         return b"X" + id_bytes + _str(traceback.format_exc())
     return response[:1] + id_bytes + response[1:]
 
 
-def main():
+def main() -> None:
     stdin = sys.stdin.buffer
     stdout = sys.stdout.buffer
     # Nothing but frames may reach the real stdout.
     sys.stdout = sys.stderr
 
-    def send(payload):
+    def send(payload: bytes) -> None:
         stdout.write(_U32.pack(len(payload)) + payload)
         stdout.flush()
 

@@ -87,7 +87,7 @@ fn canon(o: &Obj) -> Value {
         Object::Tuple(v) => json!(["tuple", v.iter().map(canon).collect::<Vec<_>>()]),
         Object::FrozenSet(v) => {
             let mut items: Vec<Value> = v.iter().map(canon).collect();
-            items.sort_by_cached_key(|x| python_json(x));
+            items.sort_by_cached_key(python_json);
             json!(["frozenset", items])
         }
         Object::Slice(a, b, c) => json!(["slice", canon(a), canon(b), canon(c)]),

@@ -27,8 +27,11 @@ class Result:
 # As root, file permissions do not stop reads or writes; dropping the capabilities that
 # override them makes `chmod` effective, as for any user.
 UNPRIVILEGED = (
-    ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
-     "--bounding-set=-dac_override,-dac_read_search"]
+    [
+        "setpriv",
+        "--inh-caps=-dac_override,-dac_read_search",
+        "--bounding-set=-dac_override,-dac_read_search",
+    ]
     if os.geteuid() == 0
     else []
 )
@@ -74,7 +77,9 @@ def write(root: Path, files: dict[str, str | bytes]) -> None:
 FIXTURE: dict[str, str | bytes] = {
     "top.py": "X = 1\n\ndef f(a, b=2):\n    '''doc'''\n    return a + b\n",
     "pkg/__init__.py": "from .mod import VALUE\n",
-    "pkg/mod.py": "VALUE = 'value'\nclass K:\n    def m(self):\n        return [i for i in range(3)]\n",
+    "pkg/mod.py": (
+        "VALUE = 'value'\nclass K:\n    def m(self):\n        return [i for i in range(3)]\n"
+    ),
     "pkg/sub/__init__.py": "",
     "pkg/sub/deep.py": "import sys\nLIST = (1, 2.5, 3j, b'bytes', None, ..., frozenset({1, 2}))\n",
     "pkg/data/readme.txt": "not a module\n",

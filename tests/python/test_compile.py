@@ -8,10 +8,9 @@ import stat
 import sys
 from pathlib import Path
 
+import ppyc
 import pytest
 from conftest import CACHE_TAG, FIXTURE, filtered, run_ppyc, write
-
-import ppyc
 
 PACK = f"__pycache__/__ppyc__.{CACHE_TAG}.ppyc"
 EXPECTED = {
@@ -68,7 +67,7 @@ def test_summary_and_incremental_reuse(tree: Path) -> None:
     first = run_ppyc("compile", tree)
     assert first.code == 0, first
     assert filtered(first.out, tree.parent) == (
-        f"Packed 8 modules of `[TMP]/site` into `[TMP]/site/__pycache__/__ppyc__.[TAG].ppyc`"
+        "Packed 8 modules of `[TMP]/site` into `[TMP]/site/__pycache__/__ppyc__.[TAG].ppyc`"
         " ([SIZE]) in [TIME]\n"
         "  0 from .pyc, 8 compiled (8 .pyc written), 0 reused from the previous pack, 0 skipped\n"
     )
@@ -226,7 +225,7 @@ def test_damaged_and_foreign_packs_are_refused(tree: Path) -> None:
     path = tree / PACK
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ValueError, match="truncated|bytes"):
+    with pytest.raises(ValueError, match=r"truncated|bytes"):
         ppyc.Pack(path)
     path.write_bytes(b"garbage" * 100)
     with pytest.raises(ValueError, match="magic"):
