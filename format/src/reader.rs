@@ -164,6 +164,13 @@ impl Pack {
         self.backing.bytes()
     }
 
+    /// The whole pack, as mapped (or held) in memory. Only the header and section table
+    /// have been checked: use [`Pack::get`] and [`Module::payload_span`] for anything else.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        self.bytes()
+    }
+
     /// The path the pack was opened from, if any.
     #[must_use]
     pub fn path(&self) -> Option<&Path> {
@@ -397,6 +404,13 @@ impl<'a> Module<'a> {
 
     /// The marshalled code object, after checking its bounds and digest.
     pub fn payload(&self) -> Result<&'a [u8], FormatError> {
+        let span = self.payload_span()?;
+        Ok(&self.pack.bytes()[span])
+    }
+
+    /// Where the payload lies in the pack's bytes ([`Pack::as_bytes`]), after checking its
+    /// bounds and digest: what a zero-copy view of the mapping needs.
+    pub fn payload_span(&self) -> Result<Range<usize>, FormatError> {
         let name = || self.name().to_owned();
         let payl = &self.pack.payl;
         let off = usize::try_from(self.record.payload_offset.to_native())
@@ -415,7 +429,7 @@ impl<'a> Module<'a> {
         if *blake3::hash(bytes).as_bytes() != self.record.payload_blake3 {
             return Err(FormatError::PayloadDigestMismatch { module: name() });
         }
-        Ok(bytes)
+        Ok(start..end)
     }
 }
 

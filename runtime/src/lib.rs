@@ -33,6 +33,36 @@ mod _native {
         crate::cli::main(py, argv)
     }
 
+    /// BLAKE3 of the file at `path` (raises `OSError`), for `PPYC_CHECK=hash`.
+    #[pyfunction]
+    fn file_digest<'py>(
+        py: Python<'py>,
+        path: std::path::PathBuf,
+    ) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+        let digest = py.detach(|| std::fs::read(&path).map(|b| *blake3::hash(&b).as_bytes()))?;
+        Ok(pyo3::types::PyBytes::new(py, &digest))
+    }
+
+    /// Where the user-cache pack of directory `real_dir` (already a real path) is, for
+    /// `cache_tag` and `optimize` (`spec/FORMAT.md` §2); `None` without a cache directory.
+    #[pyfunction]
+    ///
+    /// Takes and returns `str` (not `os.PathLike`/`pathlib.Path`): the import hook calls it
+    /// while an import is in progress, when importing `pathlib` could recurse into the hook.
+    fn cache_pack_path(real_dir: &str, cache_tag: &str, optimize: u8) -> Option<String> {
+        ppyc_format::cache_dir().map(|c| {
+            ppyc_format::cache_pack_path(&c, std::path::Path::new(real_dir), cache_tag, optimize)
+                .to_string_lossy()
+                .into_owned()
+        })
+    }
+
+    /// `__ppyc__.<cache_tag>[.opt-N].ppyc`.
+    #[pyfunction]
+    fn pack_file_name(cache_tag: &str, optimize: u8) -> String {
+        ppyc_format::pack_file_name(cache_tag, optimize)
+    }
+
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -21,6 +21,33 @@ pub(crate) enum Command {
     Inspect(InspectArgs),
     /// Check packs: integrity, and that every module holds what its source compiles to.
     Verify(VerifyArgs),
+    /// Import from packs in every run of this interpreter (writes `ppyc.pth` into
+    /// site-packages).
+    Enable(HookArgs),
+    /// Back to the stock importer (removes `ppyc.pth`).
+    Disable(HookArgs),
+    /// Show the packs on `sys.path`, stale modules, whether the hook is active, and the mode.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct HookArgs {
+    /// Act on another interpreter (it must have ppyc installed).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) python: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// Report on another interpreter (it must have ppyc installed).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) python: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// List every stale or missing module, not only the first few.
+    #[arg(long, short = 'v')]
+    pub(crate) verbose: bool,
 }
 
 #[derive(Debug, Args)]

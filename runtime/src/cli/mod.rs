@@ -5,6 +5,7 @@
 
 mod args;
 mod commands;
+mod hook;
 mod progress;
 
 use std::io::Write;
@@ -41,6 +42,8 @@ pub(crate) fn main(py: Python<'_>, argv: Vec<String>) -> i32 {
         Command::Compile(a) => a.python.clone(),
         Command::Verify(a) => a.python.clone(),
         Command::Inspect(_) => None,
+        Command::Enable(a) | Command::Disable(a) => a.python.clone(),
+        Command::Status(a) => a.python.clone(),
     };
     let result = match python {
         Some(python) => py.detach(|| delegate(&python, &argv)),
@@ -48,6 +51,9 @@ pub(crate) fn main(py: Python<'_>, argv: Vec<String>) -> i32 {
             Command::Compile(args) => commands::compile(py, &args),
             Command::Inspect(args) => commands::inspect(py, &args),
             Command::Verify(args) => commands::verify(py, &args),
+            Command::Enable(_) => hook::enable(py),
+            Command::Disable(_) => hook::disable(py),
+            Command::Status(args) => hook::status(py, &args),
         },
     };
     let _ = std::io::stdout().flush();

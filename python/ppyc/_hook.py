@@ -1,0 +1,396 @@
+"""The ppyc import hook: serve modules from packs, exactly as the stock importer would.
+
+``spec/IMPORT.md`` is the specification. In short: a path-entry hook placed just before the
+stock ``FileFinder`` hook gives every directory that has a usable pack a :class:`PackFinder`,
+a ``FileFinder`` that finds modules exactly as the stock one does (same files, same order,
+same specs) and then, for a source module the pack holds, swaps in a :class:`PackLoader`.
+The loader is a ``SourceFileLoader`` whose ``get_code`` takes the code from the pack's
+mapping (``marshal.loads`` over a zero-copy ``memoryview``) when the source is unchanged,
+and otherwise does exactly what ``SourceFileLoader`` does. Whatever ppyc cannot be sure of
+falls back to the stock importer: ppyc never turns a working import into an error.
+"""
+
+from __future__ import annotations
+
+import _imp
+import marshal
+import os
+import sys
+import threading
+from importlib import _bootstrap_external
+from importlib.machinery import FileFinder, ModuleSpec, SourceFileLoader
+from time import perf_counter_ns
+from types import CodeType, ModuleType
+from typing import Any
+
+from ppyc import _native
+
+__all__ = ["PackFinder", "PackLoader", "install", "installed", "stats", "uninstall"]
+
+_CHECKS = ("timestamp", "hash", "unchecked")
+_PHASES = ("open", "find", "check", "read", "unmarshal", "exec")
+
+# `_ppyc_code` asks for a compilation of the source (not the stock path) with this.
+_RECOMPILE = object()
+
+_lock = threading.RLock()
+_installed = False
+_warned: set[str] = set()
+_verbose = False
+_check = "timestamp"
+_served = 0
+_bytes = 0
+_fallbacks: dict[str, int] = {}
+_time_ns: dict[str, int] = dict.fromkeys(_PHASES, 0)
+# Directory (absolute, as FileFinder holds it) -> the pack serving it, or None.
+_dirs: dict[str, _Entry | None] = {}
+# Every pack opened (or refused), by path: for stats() and `ppyc status`.
+_packs: dict[str, dict[str, Any]] = {}
+
+
+def _explain(message: str) -> None:
+    if _verbose:
+        sys.stderr.write(f"ppyc: {message}\n")
+
+
+def _warn_once(key: str, message: str) -> None:
+    """One warning per pack and process; stderr only (never `warnings`: -W error must not
+    turn it into an exception)."""
+    with _lock:
+        if key in _warned:
+            return
+        _warned.add(key)
+    try:
+        sys.stderr.write(f"ppyc: warning: {message}; the stock importer is used instead\n")
+    except Exception:  # a closed or broken stderr must not break imports
+        pass
+
+
+def _fallback(reason: str, fullname: str) -> None:
+    with _lock:
+        _fallbacks[reason] = _fallbacks.get(reason, 0) + 1
+    _explain(f"{fullname}: stock import ({reason})")
+
+
+class _Entry:
+    """A usable pack and the directory it packs."""
+
+    __slots__ = ("broken", "pack", "path", "root", "view")
+
+    def __init__(self, pack: _native.Pack, path: str, root: str) -> None:
+        self.pack = pack
+        self.path = path
+        self.root = root
+        self.view = memoryview(pack)
+        self.broken = False
+
+    def damaged(self, fullname: str, error: Exception) -> None:
+        # One damaged record or payload: that module falls back; the pack stays in use for
+        # the others (each is checked on its own), and the user hears about it once.
+        _packs[self.path]["problems"] = _packs[self.path].get("problems", 0) + 1
+        _warn_once(self.path, f"pack `{self.path}` is damaged ({fullname}: {error})")
+
+
+def _pack_name() -> str:
+    return _native.pack_file_name(sys.implementation.cache_tag or "", sys.flags.optimize)
+
+
+def _open(path: str, root: str) -> _Entry | None:
+    """Opens the pack at `path` for directory `root`, or says why not (None)."""
+    t0 = perf_counter_ns()
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None  # no pack here: nothing to say
+    info: dict[str, Any] = {"path": path, "root": root, "usable": False}
+    _packs[path] = info
+    try:
+        reason = None
+        parent = os.stat(os.path.dirname(path))
+        if st.st_uid != parent.st_uid:
+            reason = "it is not owned by the owner of its directory"
+        elif st.st_mode & 0o022:
+            reason = "it is writable by others than its owner"
+        if reason is None:
+            pack = _native.Pack(path)
+            magic = _bootstrap_external.MAGIC_NUMBER
+            if pack.cache_tag != sys.implementation.cache_tag or pack.pyc_magic != magic:
+                reason = (
+                    f"it was built for another interpreter ({pack.cache_tag}, "
+                    f"magic {pack.pyc_magic.hex()}, this is {sys.implementation.cache_tag}, "
+                    f"magic {magic.hex()})"
+                )
+            elif pack.optimize != sys.flags.optimize:
+                reason = f"it holds code for -O level {pack.optimize}, not {sys.flags.optimize}"
+    except (OSError, ValueError) as exc:
+        reason = f"it cannot be read ({exc})"
+    finally:
+        _time_ns["open"] += perf_counter_ns() - t0
+    if reason is not None:
+        info["reason"] = reason
+        _warn_once(path, f"ignoring pack `{path}`: {reason}")
+        return None
+    info["usable"] = True
+    info["modules"] = len(pack)
+    _explain(f"using pack `{path}` ({len(pack)} modules) for `{root}`")
+    return _Entry(pack, path, root)
+
+
+def _entry_for(directory: str) -> _Entry | None:
+    """The pack that serves `directory`: its own pack in the tree; else, for a directory
+    inside a packed tree whose path is made of identifiers (a package directory), that
+    tree's pack; else its own pack in the user cache. Which pack serves a directory never
+    changes what is imported: the finder checks every record against the file it found."""
+    with _lock:
+        if directory in _dirs:
+            return _dirs[directory]
+        entry = _open(os.path.join(directory, "__pycache__", _pack_name()), directory)
+        if entry is None:
+            for root_entry in {id(e): e for e in _dirs.values() if e is not None}.values():
+                root = root_entry.root
+                if directory.startswith(root + os.sep) and all(
+                    part.isidentifier() for part in directory[len(root) + 1 :].split(os.sep)
+                ):
+                    entry = root_entry
+                    break
+        if entry is None:
+            cached = _native.cache_pack_path(
+                os.path.realpath(directory),
+                sys.implementation.cache_tag or "",
+                sys.flags.optimize,
+            )
+            if cached is not None:
+                entry = _open(os.fspath(cached), directory)
+        _dirs[directory] = entry
+        return entry
+
+
+class PackLoader(SourceFileLoader):
+    """A ``SourceFileLoader`` whose code comes from a pack while the source is unchanged."""
+
+    def __init__(self, fullname: str, path: str, entry: _Entry, record: tuple[Any, ...]) -> None:
+        super().__init__(fullname, path)
+        self._ppyc_entry = entry
+        self._ppyc_record = record
+
+    def _ppyc_code(self, fullname: str) -> CodeType | object | None:
+        global _served, _bytes
+        entry = self._ppyc_entry
+        _, _, size, mtime_ns, pyc_flags, digest = self._ppyc_record
+        t0 = perf_counter_ns()
+        try:
+            if pyc_flags & 0b1:
+                # From a hash-based pyc: check exactly when the stock importer would
+                # (PEP 552, --check-hash-based-pycs), with the stronger BLAKE3 digest.
+                mode = _imp.check_hash_based_pycs
+                need = mode == "always" or (mode == "default" and pyc_flags & 0b10)
+                fresh = not need or _native.file_digest(self.path) == digest
+            elif _check == "unchecked":
+                fresh = True
+            elif _check == "hash":
+                fresh = _native.file_digest(self.path) == digest
+            else:
+                st = os.stat(self.path)
+                fresh = st.st_size == size and st.st_mtime_ns == mtime_ns
+        except OSError:
+            fresh = False
+        t1 = perf_counter_ns()
+        _time_ns["check"] += t1 - t0
+        if not fresh:
+            _fallback("stale", fullname)
+            if _check == "hash" or pyc_flags & 0b1:
+                return _RECOMPILE
+            return None
+        try:
+            start, end = entry.pack.payload_span(fullname)
+        except (KeyError, ValueError) as exc:
+            entry.damaged(fullname, exc)
+            _fallback("damaged", fullname)
+            return None
+        t2 = perf_counter_ns()
+        _time_ns["read"] += t2 - t1
+        try:
+            code = marshal.loads(entry.view[start:end])
+        except Exception as exc:  # a payload that marshal refuses: same as damaged
+            entry.damaged(fullname, exc)
+            _fallback("damaged", fullname)
+            return None
+        if not isinstance(code, CodeType):
+            entry.damaged(fullname, TypeError("the payload is not a code object"))
+            _fallback("damaged", fullname)
+            return None
+        # As SourceLoader.get_code does for a .pyc (Lib/importlib/_bootstrap_external.py,
+        # _compile_bytecode): co_filename becomes the path the module was found at.
+        _imp._fix_co_filename(code, self.path)
+        _time_ns["unmarshal"] += perf_counter_ns() - t2
+        with _lock:
+            _served += 1
+            _bytes += end - start
+        if sys.flags.verbose:
+            sys.stderr.write(f"# code object from ppyc pack {entry.path!r} for {self.path!r}\n")
+        _explain(f"{fullname}: served from `{entry.path}`")
+        return code
+
+    def get_code(self, fullname: str) -> CodeType | None:  # type: ignore[override]
+        if fullname == self.name:
+            try:
+                code = self._ppyc_code(fullname)
+            except Exception as exc:  # never let ppyc break an import
+                _fallback(f"internal error: {exc!r}", fullname)
+                code = None
+            if code is _RECOMPILE:
+                # The digest saw an edit that size and mtime can hide, so they may hide it
+                # from the `.pyc` the stock loader would read: compile the source itself
+                # (errors propagate, as when the stock loader compiles).
+                return self.source_to_code(self.get_data(self.path), self.path)
+            if isinstance(code, CodeType):
+                return code
+        return super().get_code(fullname)
+
+    def exec_module(self, module: ModuleType) -> None:
+        t0 = perf_counter_ns()
+        try:
+            super().exec_module(module)
+        finally:
+            _time_ns["exec"] += perf_counter_ns() - t0
+
+
+class PackFinder(FileFinder):
+    """A ``FileFinder`` for a directory with a pack: finds exactly what the stock finder
+    finds, and loads the source modules the pack holds from the pack."""
+
+    _ppyc_entry: _Entry
+
+    def find_spec(self, fullname: str, target: ModuleType | None = None) -> ModuleSpec | None:
+        t0 = perf_counter_ns()
+        spec = super().find_spec(fullname, target)
+        try:
+            if spec is not None and type(spec.loader) is SourceFileLoader:
+                spec = self._ppyc_adopt(spec, fullname)
+        except Exception as exc:  # never let ppyc break an import
+            _fallback(f"internal error: {exc!r}", fullname)
+        _time_ns["find"] += perf_counter_ns() - t0
+        return spec
+
+    def _ppyc_adopt(self, spec: ModuleSpec, fullname: str) -> ModuleSpec:
+        entry = self._ppyc_entry
+        origin = spec.origin or ""
+        if not origin.startswith(entry.root + os.sep):
+            _fallback("outside the packed directory", fullname)
+            return spec
+        rel = origin[len(entry.root) + 1 :]
+        if os.sep != "/":
+            rel = rel.replace(os.sep, "/")
+        try:
+            record = entry.pack.find(fullname)
+        except ValueError as exc:
+            entry.damaged(fullname, exc)
+            _fallback("damaged", fullname)
+            return spec
+        if record is None:
+            _fallback("not in the pack", fullname)
+            return spec
+        if record[0] != rel or record[1] != (spec.submodule_search_locations is not None):
+            _fallback("the pack holds another file for this name", fullname)
+            return spec
+        spec.loader = PackLoader(fullname, origin, entry, record)
+        return spec
+
+
+_SUPPORTED_LOADERS = _bootstrap_external._get_supported_file_loaders()
+
+
+def _path_hook(path: str) -> FileFinder:
+    """The path-entry hook: a :class:`PackFinder` for a directory with a usable pack;
+    ``ImportError`` (the next hook, the stock ``FileFinder``, takes over) otherwise."""
+    try:
+        if not path or not os.path.isabs(path) or not os.path.isdir(path):
+            entry = None
+        else:
+            entry = _entry_for(path)
+    except Exception as exc:  # never let ppyc break an import
+        _explain(f"{path!r}: stock finder (internal error: {exc!r})")
+        entry = None
+    if entry is None:
+        raise ImportError("no ppyc pack", path=path)
+    finder = PackFinder(path, *_SUPPORTED_LOADERS)
+    finder._ppyc_entry = entry
+    return finder
+
+
+def _configure() -> None:
+    global _verbose, _check
+    _verbose = os.environ.get("PPYC_VERBOSE", "") not in ("", "0")
+    check = os.environ.get("PPYC_CHECK", "") or "timestamp"
+    if check not in _CHECKS:
+        _warn_once("PPYC_CHECK", f"PPYC_CHECK={check!r} is not one of {', '.join(_CHECKS)}")
+        check = "timestamp"
+    _check = check
+
+
+def disabled_by_environment() -> bool:
+    """Whether ``PPYC_DISABLE`` asks for the stock importer in this process."""
+    return os.environ.get("PPYC_DISABLE", "") not in ("", "0")
+
+
+def install() -> bool:
+    """Installs the hook in this process (idempotent). Returns whether it is active:
+    ``False`` when ``PPYC_DISABLE`` is set."""
+    global _installed
+    with _lock:
+        if disabled_by_environment():
+            _configure()
+            _explain("disabled by PPYC_DISABLE")
+            return False
+        if _installed:
+            return True
+        _configure()
+        hooks = sys.path_hooks
+        position = len(hooks)
+        for i, hook in enumerate(hooks):
+            if getattr(hook, "__qualname__", "").startswith("FileFinder.path_hook"):
+                position = i
+                break
+        hooks.insert(position, _path_hook)
+        # Finders the stock hook made before ours was installed would keep serving their
+        # directories: drop them so the next import asks the hooks again.
+        for key, finder in list(sys.path_importer_cache.items()):
+            if type(finder) is FileFinder:
+                del sys.path_importer_cache[key]
+        _installed = True
+        _explain(f"hook installed (check={_check}, optimize={sys.flags.optimize})")
+        return True
+
+
+def uninstall() -> None:
+    """Removes the hook from this process; modules already imported stay as they are."""
+    global _installed
+    with _lock:
+        if _path_hook in sys.path_hooks:
+            sys.path_hooks.remove(_path_hook)
+        for key, finder in list(sys.path_importer_cache.items()):
+            if isinstance(finder, PackFinder):
+                del sys.path_importer_cache[key]
+        _dirs.clear()
+        _installed = False
+
+
+def installed() -> bool:
+    """Whether the hook is active in this process."""
+    return _installed and _path_hook in sys.path_hooks
+
+
+def stats() -> dict[str, Any]:
+    """Counters of this process: modules served, fallbacks by reason, payload bytes read,
+    time per phase (nanoseconds; ``exec`` includes the imports a module makes), packs."""
+    with _lock:
+        return {
+            "installed": installed(),
+            "mode": "marshal",
+            "check": _check,
+            "served": _served,
+            "fallbacks": dict(_fallbacks),
+            "bytes": _bytes,
+            "time_ns": dict(_time_ns),
+            "packs": [dict(p) for p in _packs.values()],
+        }

@@ -1,0 +1,123 @@
+"""What ``ppyc status`` reports (the Rust command line formats it)."""
+
+from __future__ import annotations
+
+import os
+import site
+import sys
+import sysconfig
+from typing import Any
+
+from ppyc import _hook, _native
+
+PTH_NAME = "ppyc.pth"
+PTH_LINE = (
+    'import os; os.environ.get("PPYC_DISABLE", "") in ("", "0") and __import__("ppyc._pth")\n'
+)
+
+
+def site_dirs() -> list[str]:
+    """Every site-packages directory of this interpreter, purelib first, without repeats."""
+    dirs = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+    try:
+        dirs += site.getsitepackages()
+    except AttributeError:  # some virtualenv versions
+        pass
+    if site.ENABLE_USER_SITE and site.USER_SITE:
+        dirs.append(site.USER_SITE)
+    seen: list[str] = []
+    for d in dirs:
+        if d not in seen:
+            seen.append(d)
+    return seen
+
+
+def pth_files() -> list[str]:
+    """The ``ppyc.pth`` files that enable ppyc for this interpreter."""
+    return [p for d in site_dirs() if os.path.isfile(p := os.path.join(d, PTH_NAME))]
+
+
+def _pack_candidates(directory: str) -> list[str]:
+    name = _native.pack_file_name(sys.implementation.cache_tag or "", sys.flags.optimize)
+    candidates = [os.path.join(directory, "__pycache__", name)]
+    cached = _native.cache_pack_path(
+        os.path.realpath(directory), sys.implementation.cache_tag or "", sys.flags.optimize
+    )
+    if cached is not None:
+        candidates.append(os.fspath(cached))
+    return candidates
+
+
+def _pack_status(path: str, directory: str) -> dict[str, Any]:
+    info: dict[str, Any] = {"path": path, "usable": False}
+    try:
+        st = os.stat(path)
+        parent = os.stat(os.path.dirname(path))
+        pack = _native.Pack(path)
+    except (OSError, ValueError) as exc:
+        info["reason"] = f"cannot be read: {exc}"
+        return info
+    magic = _hook._bootstrap_external.MAGIC_NUMBER
+    if st.st_uid != parent.st_uid:
+        info["reason"] = "not owned by the owner of its directory"
+    elif st.st_mode & 0o022:
+        info["reason"] = "writable by others than its owner"
+    elif pack.cache_tag != sys.implementation.cache_tag or pack.pyc_magic != magic:
+        info["reason"] = f"built for another interpreter ({pack.cache_tag})"
+    else:
+        info["usable"] = True
+    info["modules"] = len(pack)
+    info["size"] = st.st_size
+    stale: list[str] = []
+    missing: list[str] = []
+    damaged: list[str] = []
+    for name in pack.modules():
+        try:
+            record = pack.find(name)
+        except ValueError:
+            damaged.append(name)
+            continue
+        if record is None:
+            damaged.append(name)
+            continue
+        source = os.path.join(directory, *record[0].split("/"))
+        try:
+            sst = os.stat(source)
+        except OSError:
+            missing.append(name)
+            continue
+        if sst.st_size != record[2] or sst.st_mtime_ns != record[3]:
+            stale.append(name)
+    info["stale"] = stale
+    info["missing"] = missing
+    info["damaged"] = damaged
+    return info
+
+
+def collect() -> dict[str, Any]:
+    """Everything ``ppyc status`` shows, for this interpreter and process."""
+    entries = []
+    for entry in sys.path:
+        if not entry or not os.path.isdir(entry):
+            continue
+        directory = os.path.abspath(entry)
+        packs = [
+            _pack_status(p, directory) for p in _pack_candidates(directory) if os.path.exists(p)
+        ]
+        entries.append({"dir": directory, "packs": packs})
+    stats = _hook.stats()
+    return {
+        "python": sys.executable,
+        "version": sys.version.split()[0],
+        "cache_tag": sys.implementation.cache_tag,
+        "optimize": sys.flags.optimize,
+        "enabled": pth_files(),
+        "site_dirs": site_dirs(),
+        "disabled_by_env": _hook.disabled_by_environment(),
+        "installed": stats["installed"],
+        "mode": "marshal",
+        "mode_reason": "image mode is not part of this release; code is unmarshalled from "
+        "the pack's mapping",
+        "check": os.environ.get("PPYC_CHECK", "") or "timestamp",
+        "sys_path": entries,
+    }

@@ -1,0 +1,175 @@
+//! The commands that turn the import hook on and off and report on it: `enable`,
+//! `disable`, `status`. The facts come from the running interpreter (`ppyc._status`);
+//! this module only decides and prints.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use pyo3::prelude::*;
+use serde_json::Value;
+
+use super::args::StatusArgs;
+use super::{SUCCESS, human_bytes, out};
+
+/// How many stale or missing modules `status` names per pack without `--verbose`.
+const SHOWN: usize = 5;
+
+/// `ppyc._status.collect()`, as JSON.
+fn collect(py: Python<'_>) -> anyhow::Result<Value> {
+    let json = py
+        .import("json")
+        .and_then(|json| {
+            let data = py.import("ppyc._status")?.call_method0("collect")?;
+            json.call_method1("dumps", (data,))?.extract::<String>()
+        })
+        .map_err(|e| anyhow::anyhow!("cannot describe this interpreter: {e}"))?;
+    Ok(serde_json::from_str(&json)?)
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn python_attr(py: Python<'_>, module: &str, attr: &str) -> anyhow::Result<String> {
+    py.import(module)
+        .and_then(|m| m.getattr(attr)?.extract::<String>())
+        .map_err(|e| anyhow::anyhow!("cannot read {module}.{attr}: {e}"))
+}
+
+pub(crate) fn enable(py: Python<'_>) -> anyhow::Result<i32> {
+    let status = collect(py)?;
+    let python = status["python"].as_str().unwrap_or("python").to_owned();
+    let site = strings(&status["site_dirs"]);
+    let purelib = site
+        .first()
+        .map(PathBuf::from)
+        .context("this interpreter has no site-packages directory")?;
+    let pth = purelib.join(python_attr(py, "ppyc._status", "PTH_NAME")?);
+    let line = python_attr(py, "ppyc._status", "PTH_LINE")?;
+    ppyc_format::write_atomic(&pth, line.as_bytes())
+        .with_context(|| format!("cannot enable ppyc for `{python}`"))?;
+    out!("ppyc enabled for `{python}`: wrote `{}`", pth.display());
+    out!(
+        "Every run of this interpreter now imports from packs; `PPYC_DISABLE=1` runs one without."
+    );
+    let packed = status["sys_path"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|e| e["packs"].as_array().is_some_and(|p| !p.is_empty()));
+    if !packed {
+        out!(
+            "No directory on sys.path has a pack yet: run `ppyc compile` (and `ppyc compile --stdlib`)."
+        );
+    }
+    Ok(SUCCESS)
+}
+
+pub(crate) fn disable(py: Python<'_>) -> anyhow::Result<i32> {
+    let status = collect(py)?;
+    let python = status["python"].as_str().unwrap_or("python").to_owned();
+    let files = strings(&status["enabled"]);
+    if files.is_empty() {
+        out!("ppyc is not enabled for `{python}`: nothing to do.");
+        return Ok(SUCCESS);
+    }
+    for f in &files {
+        std::fs::remove_file(f).with_context(|| format!("cannot remove `{f}`"))?;
+        out!("Removed `{f}`.");
+    }
+    out!("ppyc disabled for `{python}`: the stock importer runs; packs stay on disk.");
+    Ok(SUCCESS)
+}
+
+fn names(list: &[String], verbose: bool) -> String {
+    if verbose || list.len() <= SHOWN {
+        list.join(", ")
+    } else {
+        format!(
+            "{}, … ({} more; --verbose lists all)",
+            list[..SHOWN].join(", "),
+            list.len() - SHOWN
+        )
+    }
+}
+
+pub(crate) fn status(py: Python<'_>, args: &StatusArgs) -> anyhow::Result<i32> {
+    let status = collect(py)?;
+    if args.json {
+        out!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(SUCCESS);
+    }
+    let s = |k: &str| status[k].as_str().unwrap_or("?").to_owned();
+    out!(
+        "Interpreter: {} (CPython {}, {}, optimize {})",
+        s("python"),
+        s("version"),
+        s("cache_tag"),
+        status["optimize"]
+    );
+    let enabled = strings(&status["enabled"]);
+    if enabled.is_empty() {
+        out!("Enabled:     no (`ppyc enable` turns it on for every run)");
+    } else {
+        out!("Enabled:     yes, by `{}`", enabled.join("`, `"));
+    }
+    let active = status["installed"].as_bool().unwrap_or(false);
+    let hook = if active {
+        "active in this process".to_owned()
+    } else if status["disabled_by_env"].as_bool().unwrap_or(false) {
+        "not active: PPYC_DISABLE is set".to_owned()
+    } else if enabled.is_empty() {
+        "not active".to_owned()
+    } else {
+        "not active (the interpreter ran without site, or the hook failed to load)".to_owned()
+    };
+    out!("Hook:        {hook}");
+    out!("Mode:        {} ({})", s("mode"), s("mode_reason"));
+    out!("Freshness:   {} (PPYC_CHECK)", s("check"));
+    out!("sys.path:");
+    for entry in status["sys_path"].as_array().into_iter().flatten() {
+        let dir = entry["dir"].as_str().unwrap_or("?");
+        let packs = entry["packs"].as_array().cloned().unwrap_or_default();
+        if packs.is_empty() {
+            out!("  {dir}: no pack");
+            continue;
+        }
+        out!("  {dir}:");
+        for p in packs {
+            let path = p["path"].as_str().unwrap_or("?");
+            let modules = p["modules"].as_u64().unwrap_or(0);
+            let size = p["size"].as_u64().map(human_bytes).unwrap_or_default();
+            if p["usable"].as_bool().unwrap_or(false) {
+                out!("    {path}: {modules} modules, {size}");
+            } else {
+                out!(
+                    "    {path}: NOT USED ({})",
+                    p["reason"].as_str().unwrap_or("unusable")
+                );
+            }
+            for (label, key) in [
+                ("stale", "stale"),
+                ("source missing", "missing"),
+                ("damaged", "damaged"),
+            ] {
+                let list = strings(&p[key]);
+                if !list.is_empty() {
+                    out!(
+                        "      {} {label} (the stock importer loads them): {}",
+                        list.len(),
+                        names(&list, args.verbose)
+                    );
+                }
+            }
+        }
+    }
+    let _ = std::io::stdout().flush();
+    Ok(SUCCESS)
+}

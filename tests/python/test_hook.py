@@ -1,0 +1,422 @@
+"""The import hook (spec/IMPORT.md): modules come from packs and nothing else changes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import CACHE_TAG, UNPRIVILEGED, run_ppyc, write
+
+HOOK_TREE: dict[str, str | bytes] = {
+    "hmod.py": "VALUE = 1\n\n\ndef f():\n    return VALUE\n",
+    "hpkg/__init__.py": "from . import sub\n",
+    "hpkg/sub.py": "def boom():\n    raise ValueError('boom')\n",
+    "hpkg/data.txt": "resource\n",
+    "hpkg/__main__.py": "print('main of hpkg')\n",
+    "hpkg/run.py": "if __name__ == '__main__':\n    print('ran', __file__)\n",
+    "hpkg/deep/__init__.py": "",
+    "hpkg/deep/leaf.py": "import sys\nLEAF = tuple(range(3))\n",
+    "nsp/inner.py": "X = 2\n",
+    "test_sample.py": "from hmod import f\n\n\ndef test_f():\n    assert f() == 3\n",
+}
+MODULES = ["hmod", "hpkg", "hpkg.sub", "hpkg.deep", "hpkg.deep.leaf", "nsp.inner"]
+
+# Prints, as JSON, what the stock importer and ppyc must agree on for each module.
+DUMP = """
+import importlib, importlib.machinery, json, sys
+def canon(code):
+    return [code.co_filename, code.co_name, code.co_firstlineno, code.co_code.hex(),
+            [canon(c) if hasattr(c, "co_code") else repr(c) for c in code.co_consts],
+            list(code.co_names), list(code.co_varnames)]
+out = {}
+for name in NAMES:
+    m = importlib.import_module(name)
+    s = m.__spec__
+    loader = s.loader
+    code = loader.get_code(name) if hasattr(loader, "get_code") else None
+    out[name] = {
+        "file": getattr(m, "__file__", None), "cached": getattr(m, "__cached__", None),
+        "path": list(getattr(m, "__path__", []) or []) or None,
+        "spec": [s.name, s.origin, s.cached, s.has_location, s.parent,
+                 list(s.submodule_search_locations or []) or None],
+        "attrs": sorted(a for a in vars(m) if not a.startswith("__")),
+        "code": canon(code) if code is not None else None,
+        "is_source_loader": isinstance(loader, importlib.machinery.SourceFileLoader),
+    }
+print(json.dumps(out))
+"""
+
+
+def run_py(
+    code: str,
+    paths: list[Path],
+    *,
+    hook: bool = True,
+    env: dict[str, str] | None = None,
+    flags: tuple[str, ...] = (),
+    unprivileged: bool = False,
+) -> subprocess.CompletedProcess[str]:
+    """Runs `code` in a fresh interpreter with `paths` first on sys.path, with the hook
+    installed by `ppyc.install()` (hook=True) or not."""
+    prelude = "import ppyc; ppyc.install()\n" if hook else ""
+    full_env = dict(os.environ)
+    full_env["PYTHONPATH"] = os.pathsep.join(map(str, paths))
+    full_env.pop("PPYC_DISABLE", None)
+    full_env.update(env or {})
+    return subprocess.run(
+        [
+            *(UNPRIVILEGED if unprivileged else []),
+            sys.executable,
+            *flags,
+            "-c",
+            prelude + textwrap.dedent(code),
+        ],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=300,
+    )
+
+
+def stats_of(code: str, paths: list[Path], **kw: object) -> tuple[dict, str]:
+    code = textwrap.dedent(code) + "\nimport json; print('STATS=' + json.dumps(ppyc.stats()))"
+    proc = run_py(code, paths, **kw)  # type: ignore[arg-type]
+    assert proc.returncode == 0, proc.stderr
+    line = [x for x in proc.stdout.splitlines() if x.startswith("STATS=")][-1]
+    return json.loads(line[len("STATS=") :]), proc.stderr
+
+
+@pytest.fixture
+def lib(tmp_path: Path) -> Path:
+    root = tmp_path / "lib"
+    write(root, HOOK_TREE)
+    result = run_ppyc("compile", root)
+    assert result.code == 0, result
+    return root
+
+
+def pack_path(root: Path, optimize: int = 0) -> Path:
+    suffix = "" if optimize == 0 else f".opt-{optimize}"
+    return root / "__pycache__" / f"__ppyc__.{CACHE_TAG}{suffix}.ppyc"
+
+
+def test_modules_are_served_and_identical_to_stock(lib: Path) -> None:
+    code = f"NAMES = {MODULES!r}\n" + DUMP
+    stock = run_py(code, [lib], hook=False)
+    assert stock.returncode == 0, stock.stderr
+    packed = run_py(code + "\nimport ppyc; print(json.dumps(ppyc.stats()))", [lib])
+    assert packed.returncode == 0, packed.stderr
+    stock_out = json.loads(stock.stdout)
+    ppyc_out = json.loads(packed.stdout.splitlines()[0])
+    assert ppyc_out == stock_out
+    stats = json.loads(packed.stdout.splitlines()[1])
+    assert stats["installed"] and stats["mode"] == "marshal"
+    # Each module once at import, once more for the DUMP's own get_code().
+    assert stats["served"] == 2 * len(MODULES), stats
+    assert stats["bytes"] > 0
+    assert packed.stderr == ""
+
+
+def test_loader_is_a_pack_loader_and_source_tools_work(lib: Path) -> None:
+    proc = run_py(
+        """
+        import importlib.resources, inspect, linecache, pkgutil, traceback
+        import hmod, hpkg
+        print(type(hmod.__loader__).__name__)
+        print(inspect.getsource(hmod.f).splitlines()[0])
+        print(importlib.resources.files("hpkg").joinpath("data.txt").read_text().strip())
+        print(sorted(m.name for m in pkgutil.iter_modules(hpkg.__path__)))
+        try:
+            hpkg.sub.boom()
+        except ValueError:
+            tb = traceback.format_exc()
+        print(tb.splitlines()[-3].strip())
+        print(tb.splitlines()[-2].strip())
+        print(hmod.__loader__.get_source("hmod") == open(hmod.__file__).read())
+        print(hmod.__loader__.is_package("hmod"), hpkg.__loader__.is_package("hpkg"))
+        """,
+        [lib],
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "PackLoader"
+    assert lines[1] == "def f():"
+    assert lines[2] == "resource"
+    assert lines[3] == "['__main__', 'deep', 'run', 'sub']"
+    assert lines[4] == f'File "{lib / "hpkg" / "sub.py"}", line 2, in boom'
+    assert lines[5] == "raise ValueError('boom')"
+    assert lines[6:] == ["True", "False True"]
+
+
+def test_earlier_sys_path_entry_shadows_the_pack(lib: Path, tmp_path: Path) -> None:
+    local = tmp_path / "local"
+    write(local, {"hmod.py": "VALUE = 'local'\n"})
+    stats, _ = stats_of("import hmod, hpkg; print(hmod.VALUE)", [local, lib])
+    assert stats["served"] == 2  # hpkg and hpkg.sub, not hmod
+    proc = run_py("import hmod; print(hmod.VALUE, hmod.__file__)", [local, lib])
+    assert proc.stdout.split() == ["local", str(local / "hmod.py")]
+
+
+def test_edited_source_runs_the_new_code(lib: Path) -> None:
+    (lib / "hmod.py").write_text("VALUE = 'edited'\n\n\ndef f():\n    return VALUE\n")
+    stats, _ = stats_of("import hmod; print(hmod.VALUE)", [lib])
+    assert stats["fallbacks"] == {"stale": 1}
+    assert run_py("import hmod; print(hmod.VALUE)", [lib]).stdout.strip() == "edited"
+
+
+def test_deleted_source_fails_as_stock(lib: Path) -> None:
+    (lib / "hmod.py").unlink()
+    stock = run_py("import hmod", [lib], hook=False)
+    packed = run_py("import hmod", [lib])
+    assert stock.returncode == packed.returncode == 1
+    assert stock.stderr.splitlines()[-1] == packed.stderr.splitlines()[-1]
+    assert "ModuleNotFoundError: No module named 'hmod'" in packed.stderr
+
+
+def test_new_module_and_extension_precedence_are_stock(lib: Path) -> None:
+    write(lib, {"fresh.py": "NEW = True\n", "hpkg/sub2.py": "Y = 3\n"})
+    stats, _ = stats_of("import fresh, hpkg.sub2; print(fresh.NEW, hpkg.sub2.Y)", [lib])
+    assert stats["fallbacks"] == {"not in the pack": 2}
+
+
+def test_hash_and_unchecked_modes(lib: Path) -> None:
+    src = lib / "hmod.py"
+    st = src.stat()
+    text = src.read_text()
+    src.write_text(text.replace("VALUE = 1", "VALUE = 7"))  # same size
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+    code = "import hmod; print(hmod.VALUE)"
+    # Same size and mtime: a timestamp check cannot see the edit (nor can a stock pyc).
+    assert run_py(code, [lib]).stdout.strip() == "1"
+    assert run_py(code, [lib], env={"PPYC_CHECK": "hash"}).stdout.strip() == "7"
+    src.write_text("VALUE = 'much longer now'\n")
+    assert run_py(code, [lib], env={"PPYC_CHECK": "unchecked"}).stdout.strip() == "1"
+    bad = run_py(code, [lib], env={"PPYC_CHECK": "bogus"})
+    assert "PPYC_CHECK='bogus'" in bad.stderr and bad.returncode == 0
+
+
+def test_reload_sees_an_edit(lib: Path) -> None:
+    proc = run_py(
+        f"""
+        import importlib, os, hmod
+        first = hmod.VALUE
+        with open({str(lib / "hmod.py")!r}, "w") as fh:
+            fh.write("VALUE = 'reloaded'\\n")
+        importlib.invalidate_caches()
+        importlib.reload(hmod)
+        print(first, hmod.VALUE)
+        """,
+        [lib],
+    )
+    assert proc.stdout.split() == ["1", "reloaded"], proc.stderr
+
+
+def test_python_dash_m_and_pth_activation(lib: Path) -> None:
+    enabled = run_ppyc("enable")
+    assert enabled.code == 0, enabled
+    try:
+        env = {"PYTHONPATH": str(lib), "PPYC_VERBOSE": "1"}
+        proc = subprocess.run(
+            [sys.executable, "-m", "hpkg.run"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+        )
+        assert proc.stdout.split() == ["ran", str(lib / "hpkg" / "run.py")], proc
+        assert "hpkg.run: served from" in proc.stderr
+        proc = subprocess.run(
+            [sys.executable, "-m", "hpkg"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+        )
+        assert proc.stdout == "main of hpkg\n"
+        assert "hpkg.__main__: served from" in proc.stderr
+        off = subprocess.run(
+            [sys.executable, "-c", "import ppyc, sys; print(ppyc.installed())"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PPYC_DISABLE": "1"},
+        )
+        assert off.stdout.strip() == "False"
+        status = run_ppyc("status", env={"PYTHONPATH": str(lib)})
+        assert status.code == 0, status
+        assert "Enabled:     yes" in status.out
+        assert "Hook:        active in this process" in status.out
+        assert f"{pack_path(lib)}: 9 modules" in status.out
+        as_json = json.loads(run_ppyc("status", "--json").out)
+        assert as_json["installed"] is True and as_json["mode"] == "marshal"
+    finally:
+        disabled = run_ppyc("disable")
+    assert disabled.code == 0 and "Removed" in disabled.out, disabled
+    status = run_ppyc("status")
+    assert "Enabled:     no" in status.out and "Hook:        not active" in status.out
+    assert "not enabled" in run_ppyc("disable").out
+
+
+def test_status_lists_stale_and_missing(lib: Path) -> None:
+    (lib / "hmod.py").write_text("VALUE = 2\n")
+    (lib / "hpkg" / "run.py").unlink()
+    status = run_ppyc("status", env={"PYTHONPATH": str(lib)})
+    assert "1 stale (the stock importer loads them): hmod" in status.out, status
+    assert "1 source missing (the stock importer loads them): hpkg.run" in status.out
+
+
+def test_optimize_level_needs_its_own_pack(lib: Path) -> None:
+    stats, _ = stats_of("import hmod", [lib], flags=("-O",))
+    assert stats["served"] == 0 and stats["packs"] == []
+    assert run_ppyc("compile", "-O", "1", lib).code == 0
+    stats, _ = stats_of("import hmod", [lib], flags=("-O",))
+    assert stats["served"] == 1
+    # An -O pack under the plain name is refused, not used.
+    shutil.copy(pack_path(lib, 1), pack_path(lib, 0))
+    stats, err = stats_of("import hmod", [lib])
+    assert stats["served"] == 0
+    assert "holds code for -O level 1, not 0" in err
+    assert err.count("ppyc: warning") == 1
+
+
+def test_disable_environment_variable(lib: Path) -> None:
+    stats, _ = stats_of("import hmod", [lib], env={"PPYC_DISABLE": "1"})
+    assert stats["installed"] is False and stats["served"] == 0
+
+
+def flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_corrupt_pack_warns_once_and_imports_stock(lib: Path) -> None:
+    flip(pack_path(lib), 50)
+    code = f"NAMES = {MODULES!r}\n" + DUMP
+    stock = run_py(code, [lib], hook=False)
+    packed = run_py(code, [lib])
+    assert packed.returncode == 0
+    assert json.loads(packed.stdout) == json.loads(stock.stdout)
+    assert packed.stderr.count("ppyc: warning") == 1
+    assert "ignoring pack" in packed.stderr and "damaged" in packed.stderr
+
+
+def test_damaged_payload_falls_back_for_that_module_only(lib: Path) -> None:
+    pack = pack_path(lib)
+    data = pack.read_bytes()
+    # The marshalled name of hmod's function `f` appears only in hmod's payload.
+    at = data.index(b"\xfa\x01f") if b"\xfa\x01f" in data else data.index(b"VALUE")
+    flip(pack, at + 2)
+    stats, err = stats_of("import hmod, hpkg; print(hmod.f())", [lib])
+    assert stats["fallbacks"] == {"damaged": 1}
+    assert stats["served"] >= 2
+    assert err.count("ppyc: warning") == 1 and "is damaged (hmod" in err
+
+
+def test_truncated_and_garbage_packs(lib: Path) -> None:
+    pack = pack_path(lib)
+    pack.write_bytes(pack.read_bytes()[:300])
+    stats, err = stats_of("import hmod; print(hmod.VALUE)", [lib])
+    assert stats["served"] == 0 and "truncated" in err
+    pack.write_bytes(b"\0" * 10)
+    stats, err = stats_of("import hmod", [lib])
+    assert stats["served"] == 0 and "ignoring pack" in err
+
+
+def test_pack_writable_by_others_is_refused(lib: Path) -> None:
+    pack_path(lib).chmod(0o666)
+    stats, err = stats_of("import hmod", [lib])
+    assert stats["served"] == 0
+    assert "writable by others" in err
+
+
+def test_threads_import_concurrently(tmp_path: Path) -> None:
+    root = tmp_path / "many"
+    files: dict[str, str | bytes] = {f"m{i}.py": f"import time\nN = {i}\n" for i in range(60)}
+    files.update({f"p{i}/__init__.py": f"from .m import V\nI = {i}\n" for i in range(10)})
+    files.update({f"p{i}/m.py": f"V = {i} * 2\n" for i in range(10)})
+    write(root, files)
+    assert run_ppyc("compile", root).code == 0
+    stats, err = stats_of(
+        """
+        import importlib, threading
+        names = [f"m{i}" for i in range(60)] + [f"p{i}" for i in range(10)]
+        errors = []
+        def worker(k):
+            try:
+                for name in names[k::4] + names:
+                    importlib.import_module(name)
+            except Exception as exc:
+                errors.append(exc)
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        import sys
+        assert not errors, errors
+        assert all(sys.modules[f"m{i}"].N == i for i in range(60))
+        assert all(sys.modules[f"p{i}"].V == 2 * i for i in range(10))
+        """,
+        [root],
+    )
+    assert stats["served"] == 80 and err == ""
+
+
+def test_pack_replaced_while_running(lib: Path) -> None:
+    proc = run_py(
+        f"""
+        import subprocess, sys
+        import hmod
+        with open({str(lib / "hpkg" / "sub.py")!r}, "w") as fh:
+            fh.write("def boom():\\n    return 'new'\\n")
+        subprocess.run([sys.executable, "-m", "ppyc", "compile", "-q", {str(lib)!r}], check=True)
+        import hpkg
+        print(hpkg.sub.boom())
+        """,
+        [lib],
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "new"
+
+
+def test_pytest_over_packed_code(lib: Path) -> None:
+    code = """
+        import pytest, sys
+        sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", {path!r}]))
+    """.format(path=str(lib / "test_sample.py"))
+    stock = run_py(code, [lib], hook=False)
+    packed = run_py(code, [lib])
+    assert stock.returncode == packed.returncode == 1
+
+    def clean(s: str) -> str:
+        return re.sub(r"\d+\.\d+s", "[TIME]", s)
+
+    assert clean(packed.stdout) == clean(stock.stdout)
+    assert "assert 1 == 3" in packed.stdout
+
+
+def test_verbose_explains_every_decision(lib: Path) -> None:
+    (lib / "hmod.py").write_text("VALUE = 2\n")
+    proc = run_py("import hmod, hpkg", [lib], env={"PPYC_VERBOSE": "1"})
+    assert "ppyc: hook installed (check=timestamp, optimize=0)" in proc.stderr
+    assert f"ppyc: using pack `{pack_path(lib)}` (9 modules)" in proc.stderr
+    assert "ppyc: hmod: stock import (stale)" in proc.stderr
+    assert "ppyc: hpkg: served from" in proc.stderr
+
+
+def test_cache_location_pack_is_used(tmp_path: Path, cache_home: dict[str, str]) -> None:
+    root = tmp_path / "ro"
+    write(root, {"romod.py": "R = 1\n"})
+    (root / "__pycache__").mkdir()
+    (root / "__pycache__").chmod(0o555)
+    try:
+        result = run_ppyc("compile", "--no-write-pyc", root, env=cache_home, unprivileged=True)
+        assert result.code == 0, result
+        stats, _ = stats_of("import romod", [root], env=cache_home, unprivileged=True)
+        assert stats["served"] == 1
+        assert stats["packs"][0]["path"].startswith(cache_home["XDG_CACHE_HOME"])
+    finally:
+        (root / "__pycache__").chmod(0o755)
