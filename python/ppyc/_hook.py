@@ -66,23 +66,27 @@ def _warn_once(key: str, message: str) -> None:
         pass
 
 
-def _fallback(reason: str, fullname: str) -> None:
+def _fallback(reason: str, fullname: str, entry: _Entry | None = None) -> None:
     with _lock:
         _fallbacks[reason] = _fallbacks.get(reason, 0) + 1
+        if entry is not None:
+            per_pack = entry.info["fallbacks"]
+            per_pack[reason] = per_pack.get(reason, 0) + 1
     _explain(f"{fullname}: stock import ({reason})")
 
 
 class _Entry:
     """A usable pack and the directory it packs."""
 
-    __slots__ = ("broken", "pack", "path", "root", "view")
+    __slots__ = ("broken", "info", "pack", "path", "root", "view")
 
-    def __init__(self, pack: _native.Pack, path: str, root: str) -> None:
+    def __init__(self, pack: _native.Pack, path: str, root: str, info: dict[str, Any]) -> None:
         self.pack = pack
         self.path = path
         self.root = root
         self.view = memoryview(pack)
         self.broken = False
+        self.info = info
 
     def damaged(self, fullname: str, error: Exception) -> None:
         # One damaged record or payload: that module falls back; the pack stays in use for
@@ -131,9 +135,11 @@ def _open(path: str, root: str) -> _Entry | None:
         _warn_once(path, f"ignoring pack `{path}`: {reason}")
         return None
     info["usable"] = True
+    info["served"] = 0
+    info["fallbacks"] = {}
     info["modules"] = len(pack)
     _explain(f"using pack `{path}` ({len(pack)} modules) for `{root}`")
-    return _Entry(pack, path, root)
+    return _Entry(pack, path, root, info)
 
 
 def _entry_for(directory: str) -> _Entry | None:
@@ -197,7 +203,7 @@ class PackLoader(SourceFileLoader):
         t1 = perf_counter_ns()
         _time_ns["check"] += t1 - t0
         if not fresh:
-            _fallback("stale", fullname)
+            _fallback("stale", fullname, entry)
             if _check == "hash" or pyc_flags & 0b1:
                 return _RECOMPILE
             return None
@@ -205,7 +211,7 @@ class PackLoader(SourceFileLoader):
             start, end = entry.pack.payload_span(fullname)
         except (KeyError, ValueError) as exc:
             entry.damaged(fullname, exc)
-            _fallback("damaged", fullname)
+            _fallback("damaged", fullname, entry)
             return None
         t2 = perf_counter_ns()
         _time_ns["read"] += t2 - t1
@@ -213,11 +219,11 @@ class PackLoader(SourceFileLoader):
             code = marshal.loads(entry.view[start:end])
         except Exception as exc:  # a payload that marshal refuses: same as damaged
             entry.damaged(fullname, exc)
-            _fallback("damaged", fullname)
+            _fallback("damaged", fullname, entry)
             return None
         if not isinstance(code, CodeType):
             entry.damaged(fullname, TypeError("the payload is not a code object"))
-            _fallback("damaged", fullname)
+            _fallback("damaged", fullname, entry)
             return None
         # As SourceLoader.get_code does for a .pyc (Lib/importlib/_bootstrap_external.py,
         # _compile_bytecode): co_filename becomes the path the module was found at.
@@ -226,6 +232,7 @@ class PackLoader(SourceFileLoader):
         with _lock:
             _served += 1
             _bytes += end - start
+            entry.info["served"] += 1
         if sys.flags.verbose:
             sys.stderr.write(f"# code object from ppyc pack {entry.path!r} for {self.path!r}\n")
         _explain(f"{fullname}: served from `{entry.path}`")
@@ -276,7 +283,7 @@ class PackFinder(FileFinder):
         entry = self._ppyc_entry
         origin = spec.origin or ""
         if not origin.startswith(entry.root + os.sep):
-            _fallback("outside the packed directory", fullname)
+            _fallback("outside the packed directory", fullname, entry)
             return spec
         rel = origin[len(entry.root) + 1 :]
         if os.sep != "/":
@@ -285,13 +292,13 @@ class PackFinder(FileFinder):
             record = entry.pack.find(fullname)
         except ValueError as exc:
             entry.damaged(fullname, exc)
-            _fallback("damaged", fullname)
+            _fallback("damaged", fullname, entry)
             return spec
         if record is None:
-            _fallback("not in the pack", fullname)
+            _fallback("not in the pack", fullname, entry)
             return spec
         if record[0] != rel or record[1] != (spec.submodule_search_locations is not None):
-            _fallback("the pack holds another file for this name", fullname)
+            _fallback("the pack holds another file for this name", fullname, entry)
             return spec
         spec.loader = PackLoader(fullname, origin, entry, record)
         return spec
@@ -392,5 +399,8 @@ def stats() -> dict[str, Any]:
             "fallbacks": dict(_fallbacks),
             "bytes": _bytes,
             "time_ns": dict(_time_ns),
-            "packs": [dict(p) for p in _packs.values()],
+            "packs": [
+                {k: dict(v) if isinstance(v, dict) else v for k, v in p.items()}
+                for p in _packs.values()
+            ],
         }

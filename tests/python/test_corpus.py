@@ -1,0 +1,120 @@
+"""The test corpus (tests/requirements-corpus.txt): every module imported through ppyc equals
+the stock import: spec, __file__, __cached__, public attributes and code objects."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import run_ppyc
+
+REQUIREMENTS = Path(__file__).resolve().parent.parent / "requirements-corpus.txt"
+BUILD = Path(__file__).resolve().parent.parent.parent / "build"
+
+# Imports every module of the corpus in a fixed order and prints what must not change.
+DUMP = r"""
+import importlib, importlib.machinery, json, pkgutil, sys, warnings
+warnings.simplefilter("ignore")
+root = sys.argv[1]
+
+def canon(code):
+    return [code.co_filename, code.co_name, code.co_qualname if hasattr(code, "co_qualname")
+            else None, code.co_firstlineno, code.co_code.hex(),
+            [canon(c) if hasattr(c, "co_code") else repr(c) for c in code.co_consts],
+            list(code.co_names), list(code.co_varnames)]
+
+names = sorted({m.name for m in pkgutil.walk_packages([root], onerror=lambda n: None)})
+out = {}
+for name in names:
+    try:
+        m = importlib.import_module(name)
+    except BaseException as exc:
+        out[name] = {"error": f"{type(exc).__name__}: {exc}"}
+        continue
+    s = m.__spec__
+    entry = {
+        "file": getattr(m, "__file__", None), "cached": getattr(m, "__cached__", None),
+        "spec": [s.name, s.origin, s.cached, s.has_location, s.parent,
+                 list(s.submodule_search_locations or []) or None] if s else None,
+        "attrs": sorted(f"{a}:{type(v).__name__}" for a, v in vars(m).items()
+                        if not a.startswith("_")),
+    }
+    loader = getattr(s, "loader", None)
+    if isinstance(loader, importlib.machinery.SourceFileLoader):
+        entry["code"] = canon(loader.get_code(name))
+    out[name] = entry
+result = {"modules": out}
+if "ppyc" in sys.modules and sys.modules["ppyc"].installed():
+    result["stats"] = sys.modules["ppyc"].stats()
+print(json.dumps(result))
+"""
+
+
+@pytest.fixture(scope="module")
+def corpus() -> Path:
+    """The pinned corpus, installed (once per interpreter and requirements) with
+    `pip install --target`, and packed."""
+    digest = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()[:12]
+    target = BUILD / f"corpus-{sys.implementation.cache_tag}-{digest}"
+    if not (target / ".complete").exists():
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-compile",
+                "--upgrade",
+                "--target",
+                str(target),
+                "-r",
+                str(REQUIREMENTS),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0, proc.stderr
+        (target / ".complete").write_text("ok\n")
+    result = run_ppyc("compile", "--force", target)
+    assert result.code == 0, result
+    return target
+
+
+def dump(corpus: Path, hook: bool) -> dict:
+    prelude = "import ppyc; ppyc.install()\n" if hook else ""
+    env = {k: v for k, v in os.environ.items() if k != "PPYC_DISABLE"}
+    env["PYTHONPATH"] = str(corpus)
+    env["PYTHONHASHSEED"] = "0"  # set constants print in a stable order
+    proc = subprocess.run(
+        [sys.executable, "-c", prelude + DUMP, str(corpus)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def test_every_corpus_module_is_identical_under_ppyc(corpus: Path) -> None:
+    stock = dump(corpus, hook=False)
+    packed = dump(corpus, hook=True)
+    assert "stats" not in stock
+    stats = packed.pop("stats")
+    assert sorted(packed["modules"]) == sorted(stock["modules"])
+    for name, expected in stock["modules"].items():
+        assert packed["modules"][name] == expected, name
+    sources = [m for m in stock["modules"].values() if "code" in m]
+    assert len(sources) > 1000
+    # Every module imported from a source was served from the pack (each twice: import,
+    # then the dump's get_code), and nothing fell back.
+    (pack,) = [p for p in stats["packs"] if p["root"] == str(corpus)]
+    assert pack["served"] >= 2 * len(sources), pack
+    assert pack["fallbacks"] == {}, pack
