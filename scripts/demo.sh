@@ -25,3 +25,39 @@ step "ppyc inspect $site rich.console"
 "$venv/bin/ppyc" inspect "$site" rich.console
 step "ppyc verify   (digests, and every module against what its source compiles to)"
 "$venv/bin/ppyc" verify
+
+step "ppyc enable   (every run of this interpreter now imports from packs)"
+"$venv/bin/ppyc" enable
+step "ppyc status"
+"$venv/bin/ppyc" status
+step "import rich.console, requests, jinja2 with ppyc: what was served"
+"$venv/bin/python" -c '
+import rich.console, requests, jinja2, ppyc
+s = ppyc.stats()
+print(f"served {s[\"served\"]} modules from packs, fallbacks {s[\"fallbacks\"] or \"none\"}, "
+      f"{s[\"bytes\"] / 1e6:.1f} MB of code unmarshalled from the mapping")
+for p in s["packs"]:
+    if p.get("served"):
+        print(f"  {p[\"served\"]:4d} from {p[\"path\"]}")'
+step "import time, 10 fresh processes per side, alternating (benches/import_times.py measures properly)"
+"$venv/bin/python" - <<'PY'
+import os, statistics, subprocess, sys, time
+code = "import rich.console, requests, jinja2"
+def once(stock):
+    env = dict(os.environ)
+    env.pop("PPYC_DISABLE", None)
+    if stock:
+        env["PPYC_DISABLE"] = "1"
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+    return time.perf_counter() - t
+once(True); once(False)
+stock, packed = [], []
+for _ in range(10):
+    stock.append(once(True))
+    packed.append(once(False))
+s, p = statistics.median(stock), statistics.median(packed)
+print(f"`{code}`: stock {s * 1e3:.1f} ms, ppyc {p * 1e3:.1f} ms (medians), ppyc/stock {p / s:.2f}")
+PY
+step "ppyc disable   (back to the stock importer; the packs stay)"
+"$venv/bin/ppyc" disable
