@@ -83,7 +83,7 @@ def measure(code: str, runs: int, warmup: int) -> dict:
         else:
             packed.append(once(code, False))
             stock.append(once(code, True))
-    pairs = [p / s for s, p in zip(stock, packed)]
+    pairs = [p / s for s, p in zip(stock, packed, strict=True)]
     return {
         "stock": {"min": min(stock), "median": statistics.median(stock), "max": max(stock)},
         "ppyc": {"min": min(packed), "median": statistics.median(packed), "max": max(packed)},
@@ -114,7 +114,7 @@ def main() -> None:
         f"CPython {results['python']}: {args.runs} runs per side, alternating, "
         f"after {args.warmup} warm-up runs; wall time of the whole process.",
         "",
-        "| workload | stock median (min–max) | ppyc median (min–max) | ppyc/stock "
+        "| workload | stock median (min-max) | ppyc median (min-max) | ppyc/stock "
         "(medians) | ppyc/stock (median of pairs) | modules served |",
         "|---|---|---|---|---|---|",
     ]
@@ -124,8 +124,8 @@ def main() -> None:
         results["workloads"][label] = r
         s, p = r["stock"], r["ppyc"]
         lines.append(
-            f"| `{label}` | {s['median'] * 1e3:.1f} ms ({s['min'] * 1e3:.1f}–{s['max'] * 1e3:.1f})"
-            f" | {p['median'] * 1e3:.1f} ms ({p['min'] * 1e3:.1f}–{p['max'] * 1e3:.1f})"
+            f"| `{label}` | {s['median'] * 1e3:.1f} ms ({s['min'] * 1e3:.1f}-{s['max'] * 1e3:.1f})"
+            f" | {p['median'] * 1e3:.1f} ms ({p['min'] * 1e3:.1f}-{p['max'] * 1e3:.1f})"
             f" | {r['ratio_of_medians']:.3f} | {r['median_pair_ratio']:.3f}"
             f" | {r['served']['served']} |"
         )
