@@ -10,12 +10,32 @@ native extension (``ppyc._native.main``); this package only hands it ``sys.argv`
 - ``ppyc.Pack(path)`` opens a pack.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` and no eager import of the extension: this
+# package is imported at every start-up by `ppyc.pth`, and a run that opens no pack
+# should not pay for loading `ppyc._native`.
 from ppyc._hook import install, installed, stats, uninstall
-from ppyc._native import Pack, __version__
 
 __all__ = ["Pack", "__version__", "install", "installed", "main", "stats", "uninstall"]
+
+
+def _activate() -> None:
+    """Called by the `ppyc.pth` line at start-up (unless PPYC_DISABLE is set): installs
+    the hook. Nothing here may break start-up: a failure is reported on stderr and the
+    stock importer runs."""
+    try:
+        install()
+    except Exception as exc:
+        import sys
+
+        sys.stderr.write(f"ppyc: warning: import hook not installed ({exc!r})\n")
+
+
+def __getattr__(name: str) -> object:
+    if name in ("Pack", "__version__"):
+        from ppyc import _native
+
+        return getattr(_native, name)
+    raise AttributeError(f"module 'ppyc' has no attribute {name!r}")
 
 
 def main() -> None:

@@ -10,20 +10,48 @@ and otherwise does exactly what ``SourceFileLoader`` does. Whatever ppyc cannot 
 falls back to the stock importer: ppyc never turns a working import into an error.
 """
 
-from __future__ import annotations
-
+# Start-up matters (the hook is imported by every run through `ppyc.pth`): only modules
+# that are built in or already imported before `site` runs are used here, no `typing`,
+# `threading`, `types` or `importlib.machinery`.
+import _frozen_importlib_external as _bootstrap_external
 import _imp
+import _thread
 import marshal
 import os
 import sys
-import threading
-from importlib import _bootstrap_external
-from importlib.machinery import FileFinder, ModuleSpec, SourceFileLoader
 from time import perf_counter_ns
-from types import CodeType, ModuleType
-from typing import Any
 
-from ppyc import _native
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from importlib.machinery import ModuleSpec
+    from types import ModuleType
+    from typing import Any
+
+    from ppyc import _native
+
+FileFinder = _bootstrap_external.FileFinder
+SourceFileLoader = _bootstrap_external.SourceFileLoader
+
+
+_native_module = None
+
+
+def _nat():  # noqa: ANN202 (the module's type exists only for type checkers)
+    """`ppyc._native`, imported when first needed: a run that opens no pack never loads
+    the extension."""
+    global _native_module
+    if _native_module is None:
+        from ppyc import _native
+
+        _native_module = _native
+    return _native_module
+
+
+def _function() -> None:
+    pass
+
+
+CodeType = type(_function.__code__)
 
 __all__ = ["PackFinder", "PackLoader", "install", "installed", "stats", "uninstall"]
 
@@ -33,19 +61,19 @@ _PHASES = ("open", "find", "check", "read", "unmarshal", "exec")
 # `_ppyc_code` asks for a compilation of the source (not the stock path) with this.
 _RECOMPILE = object()
 
-_lock = threading.RLock()
+_lock = _thread.RLock()
 _installed = False
-_warned: set[str] = set()
+_warned: "set[str]" = set()
 _verbose = False
 _check = "timestamp"
 _served = 0
 _bytes = 0
-_fallbacks: dict[str, int] = {}
-_time_ns: dict[str, int] = dict.fromkeys(_PHASES, 0)
+_fallbacks: "dict[str, int]" = {}
+_time_ns: "dict[str, int]" = dict.fromkeys(_PHASES, 0)
 # Directory (absolute, as FileFinder holds it) -> the pack serving it, or None.
-_dirs: dict[str, _Entry | None] = {}
+_dirs: "dict[str, _Entry | None]" = {}
 # Every pack opened (or refused), by path: for stats() and `ppyc status`.
-_packs: dict[str, dict[str, Any]] = {}
+_packs: "dict[str, dict[str, Any]]" = {}
 
 
 def _explain(message: str) -> None:
@@ -66,7 +94,7 @@ def _warn_once(key: str, message: str) -> None:
         pass
 
 
-def _fallback(reason: str, fullname: str, entry: _Entry | None = None) -> None:
+def _fallback(reason: str, fullname: str, entry: "_Entry | None" = None) -> None:
     with _lock:
         _fallbacks[reason] = _fallbacks.get(reason, 0) + 1
         if entry is not None:
@@ -80,7 +108,7 @@ class _Entry:
 
     __slots__ = ("broken", "info", "pack", "path", "root", "view")
 
-    def __init__(self, pack: _native.Pack, path: str, root: str, info: dict[str, Any]) -> None:
+    def __init__(self, pack: "_native.Pack", path: str, root: str, info: "dict[str, Any]") -> None:
         self.pack = pack
         self.path = path
         self.root = root
@@ -96,10 +124,10 @@ class _Entry:
 
 
 def _pack_name() -> str:
-    return _native.pack_file_name(sys.implementation.cache_tag or "", sys.flags.optimize)
+    return _nat().pack_file_name(sys.implementation.cache_tag or "", sys.flags.optimize)
 
 
-def _open(path: str, root: str) -> _Entry | None:
+def _open(path: str, root: str) -> "_Entry | None":
     """Opens the pack at `path` for directory `root`, or says why not (None)."""
     t0 = perf_counter_ns()
     try:
@@ -116,7 +144,7 @@ def _open(path: str, root: str) -> _Entry | None:
         elif st.st_mode & 0o022:
             reason = "it is writable by others than its owner"
         if reason is None:
-            pack = _native.Pack(path)
+            pack = _nat().Pack(path)
             magic = _bootstrap_external.MAGIC_NUMBER
             if pack.cache_tag != sys.implementation.cache_tag or pack.pyc_magic != magic:
                 reason = (
@@ -142,25 +170,26 @@ def _open(path: str, root: str) -> _Entry | None:
     return _Entry(pack, path, root, info)
 
 
-def _entry_for(directory: str) -> _Entry | None:
-    """The pack that serves `directory`: its own pack in the tree; else, for a directory
-    inside a packed tree whose path is made of identifiers (a package directory), that
-    tree's pack; else its own pack in the user cache. Which pack serves a directory never
-    changes what is imported: the finder checks every record against the file it found."""
+def _entry_for(directory: str) -> "_Entry | None":
+    """The pack that serves `directory`: its own pack in the tree; else, when `directory`
+    lies in a packed tree below a path made of identifiers (a package directory or a
+    namespace portion), that tree's pack; else its own pack in the user cache. Which pack
+    serves a directory never changes what is imported: every record is checked against
+    the file the stock finder found."""
     with _lock:
         if directory in _dirs:
             return _dirs[directory]
         entry = _open(os.path.join(directory, "__pycache__", _pack_name()), directory)
         if entry is None:
-            for root_entry in {id(e): e for e in _dirs.values() if e is not None}.values():
-                root = root_entry.root
-                if directory.startswith(root + os.sep) and all(
-                    part.isidentifier() for part in directory[len(root) + 1 :].split(os.sep)
-                ):
-                    entry = root_entry
+            child, parent = directory, os.path.dirname(directory)
+            while parent != child and os.path.basename(child).isidentifier():
+                candidate = _entry_for(parent)
+                if candidate is not None:
+                    entry = candidate
                     break
+                child, parent = parent, os.path.dirname(parent)
         if entry is None:
-            cached = _native.cache_pack_path(
+            cached = _nat().cache_pack_path(
                 os.path.realpath(directory),
                 sys.implementation.cache_tag or "",
                 sys.flags.optimize,
@@ -174,12 +203,14 @@ def _entry_for(directory: str) -> _Entry | None:
 class PackLoader(SourceFileLoader):
     """A ``SourceFileLoader`` whose code comes from a pack while the source is unchanged."""
 
-    def __init__(self, fullname: str, path: str, entry: _Entry, record: tuple[Any, ...]) -> None:
+    def __init__(
+        self, fullname: str, path: str, entry: "_Entry", record: "tuple[Any, ...]"
+    ) -> None:
         super().__init__(fullname, path)
         self._ppyc_entry = entry
         self._ppyc_record = record
 
-    def _ppyc_code(self, fullname: str) -> CodeType | object | None:
+    def _ppyc_code(self, fullname: str) -> "CodeType | object | None":
         global _served, _bytes
         entry = self._ppyc_entry
         _, _, size, mtime_ns, pyc_flags, digest = self._ppyc_record
@@ -190,11 +221,11 @@ class PackLoader(SourceFileLoader):
                 # (PEP 552, --check-hash-based-pycs), with the stronger BLAKE3 digest.
                 mode = _imp.check_hash_based_pycs
                 need = mode == "always" or (mode == "default" and pyc_flags & 0b10)
-                fresh = not need or _native.file_digest(self.path) == digest
+                fresh = not need or _nat().file_digest(self.path) == digest
             elif _check == "unchecked":
                 fresh = True
             elif _check == "hash":
-                fresh = _native.file_digest(self.path) == digest
+                fresh = _nat().file_digest(self.path) == digest
             else:
                 st = os.stat(self.path)
                 fresh = st.st_size == size and st.st_mtime_ns == mtime_ns
@@ -238,7 +269,7 @@ class PackLoader(SourceFileLoader):
         _explain(f"{fullname}: served from `{entry.path}`")
         return code
 
-    def get_code(self, fullname: str) -> CodeType | None:  # type: ignore[override]
+    def get_code(self, fullname: str) -> "CodeType | None":  # type: ignore[override]
         if fullname == self.name:
             try:
                 code = self._ppyc_code(fullname)
@@ -254,7 +285,7 @@ class PackLoader(SourceFileLoader):
                 return code
         return super().get_code(fullname)
 
-    def exec_module(self, module: ModuleType) -> None:
+    def exec_module(self, module: "ModuleType") -> None:
         t0 = perf_counter_ns()
         try:
             super().exec_module(module)
@@ -266,9 +297,10 @@ class PackFinder(FileFinder):
     """A ``FileFinder`` for a directory with a pack: finds exactly what the stock finder
     finds, and loads the source modules the pack holds from the pack."""
 
-    _ppyc_entry: _Entry
+    _ppyc_entry: "_Entry | None"
+    _ppyc_resolved: bool
 
-    def find_spec(self, fullname: str, target: ModuleType | None = None) -> ModuleSpec | None:
+    def find_spec(self, fullname: str, target: "ModuleType | None" = None) -> "ModuleSpec | None":
         t0 = perf_counter_ns()
         spec = super().find_spec(fullname, target)
         try:
@@ -279,8 +311,13 @@ class PackFinder(FileFinder):
         _time_ns["find"] += perf_counter_ns() - t0
         return spec
 
-    def _ppyc_adopt(self, spec: ModuleSpec, fullname: str) -> ModuleSpec:
+    def _ppyc_adopt(self, spec: "ModuleSpec", fullname: str) -> "ModuleSpec":
+        if not self._ppyc_resolved:
+            self._ppyc_entry = _entry_for(self.path)
+            self._ppyc_resolved = True
         entry = self._ppyc_entry
+        if entry is None:
+            return spec
         origin = spec.origin or ""
         if not origin.startswith(entry.root + os.sep):
             _fallback("outside the packed directory", fullname, entry)
@@ -308,21 +345,25 @@ _SUPPORTED_LOADERS = _bootstrap_external._get_supported_file_loaders()
 
 
 def _path_hook(path: str) -> FileFinder:
-    """The path-entry hook: a :class:`PackFinder` for a directory with a usable pack;
-    ``ImportError`` (the next hook, the stock ``FileFinder``, takes over) otherwise."""
-    try:
-        if not path or not os.path.isabs(path) or not os.path.isdir(path):
-            entry = None
-        else:
-            entry = _entry_for(path)
-    except Exception as exc:  # never let ppyc break an import
-        _explain(f"{path!r}: stock finder (internal error: {exc!r})")
-        entry = None
-    if entry is None:
-        raise ImportError("no ppyc pack", path=path)
+    """The path-entry hook: a :class:`PackFinder` for every absolute directory (it finds
+    exactly what a ``FileFinder`` finds and looks for a pack only when it first finds a
+    source module); ``ImportError`` otherwise, so that the stock hooks decide."""
+    if not path or not os.path.isabs(path) or not os.path.isdir(path):
+        raise ImportError("not a directory ppyc serves", path=path)
     finder = PackFinder(path, *_SUPPORTED_LOADERS)
-    finder._ppyc_entry = entry
+    finder._ppyc_entry = None
+    finder._ppyc_resolved = False
     return finder
+
+
+def _convert(finder: FileFinder) -> "PackFinder":
+    """A PackFinder in the state of a stock `finder` (its directory listing included, so
+    that nothing is listed twice)."""
+    new = PackFinder.__new__(PackFinder)
+    new.__dict__.update(finder.__dict__)
+    new._ppyc_entry = None
+    new._ppyc_resolved = False
+    return new
 
 
 def _configure() -> None:
@@ -360,10 +401,10 @@ def install() -> bool:
                 break
         hooks.insert(position, _path_hook)
         # Finders the stock hook made before ours was installed would keep serving their
-        # directories: drop them so the next import asks the hooks again.
+        # directories: replace each by a PackFinder in the same state.
         for key, finder in list(sys.path_importer_cache.items()):
-            if type(finder) is FileFinder:
-                del sys.path_importer_cache[key]
+            if type(finder) is FileFinder and os.path.isabs(finder.path):
+                sys.path_importer_cache[key] = _convert(finder)
         _installed = True
         _explain(f"hook installed (check={_check}, optimize={sys.flags.optimize})")
         return True
@@ -387,7 +428,7 @@ def installed() -> bool:
     return _installed and _path_hook in sys.path_hooks
 
 
-def stats() -> dict[str, Any]:
+def stats() -> "dict[str, Any]":
     """Counters of this process: modules served, fallbacks by reason, payload bytes read,
     time per phase (nanoseconds; ``exec`` includes the imports a module makes), packs."""
     with _lock:

@@ -11,8 +11,11 @@ from typing import Any
 from ppyc import _hook, _native
 
 PTH_NAME = "ppyc.pth"
+# One line (site runs `.pth` lines that start with `import`): ppyc's own start-up, skipped
+# under PPYC_DISABLE, and silent if ppyc was uninstalled without `ppyc disable`.
 PTH_LINE = (
-    'import os; os.environ.get("PPYC_DISABLE", "") in ("", "0") and __import__("ppyc._pth")\n'
+    'import os; exec("try:\\n from ppyc import _activate\\nexcept ImportError:\\n pass\\n'
+    'else:\\n _activate()") if os.environ.get("PPYC_DISABLE", "") in ("", "0") else None\n'
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -106,3 +107,39 @@ def cache_home(tmp_path: Path) -> dict[str, str]:
 
 
 Runner = Callable[..., Result]
+
+
+REQUIREMENTS = Path(__file__).resolve().parent.parent / "requirements-corpus.txt"
+BUILD = Path(__file__).resolve().parent.parent.parent / "build"
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    """The pinned corpus, installed (once per interpreter and requirements) with
+    `pip install --target`, and packed."""
+    digest = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()[:12]
+    target = BUILD / f"corpus-{sys.implementation.cache_tag}-{digest}"
+    if not (target / ".complete").exists():
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-compile",
+                "--upgrade",
+                "--target",
+                str(target),
+                "-r",
+                str(REQUIREMENTS),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0, proc.stderr
+        (target / ".complete").write_text("ok\n")
+    result = run_ppyc("compile", "--force", target)
+    assert result.code == 0, result
+    return target

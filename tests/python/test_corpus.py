@@ -3,18 +3,11 @@ the stock import: spec, __file__, __cached__, public attributes and code objects
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
-from conftest import run_ppyc
-
-REQUIREMENTS = Path(__file__).resolve().parent.parent / "requirements-corpus.txt"
-BUILD = Path(__file__).resolve().parent.parent.parent / "build"
 
 # Imports every module of the corpus in a fixed order and prints what must not change.
 DUMP = r"""
@@ -53,38 +46,6 @@ if "ppyc" in sys.modules and sys.modules["ppyc"].installed():
     result["stats"] = sys.modules["ppyc"].stats()
 print(json.dumps(result))
 """
-
-
-@pytest.fixture(scope="module")
-def corpus() -> Path:
-    """The pinned corpus, installed (once per interpreter and requirements) with
-    `pip install --target`, and packed."""
-    digest = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()[:12]
-    target = BUILD / f"corpus-{sys.implementation.cache_tag}-{digest}"
-    if not (target / ".complete").exists():
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--no-compile",
-                "--upgrade",
-                "--target",
-                str(target),
-                "-r",
-                str(REQUIREMENTS),
-            ],
-            capture_output=True,
-            text=True,
-        )
-        assert proc.returncode == 0, proc.stderr
-        (target / ".complete").write_text("ok\n")
-    result = run_ppyc("compile", "--force", target)
-    assert result.code == 0, result
-    return target
 
 
 def dump(corpus: Path, hook: bool) -> dict:

@@ -429,3 +429,61 @@ def test_cache_location_pack_is_used(tmp_path: Path, cache_home: dict[str, str])
         assert pack_stats(stats, root)["path"].startswith(cache_home["XDG_CACHE_HOME"])
     finally:
         (root / "__pycache__").chmod(0o755)
+
+
+def test_coverage_measures_packed_code(lib: Path) -> None:
+    code = """
+        import coverage, json
+        cov = coverage.Coverage(data_file=None)
+        cov.start()
+        import hmod, hpkg.sub
+        hmod.f()
+        cov.stop()
+        print(json.dumps([cov.analysis2(m.__file__)[1:4] for m in (hmod, hpkg.sub)]))
+    """
+    stock = run_py(code, [lib], hook=False)
+    packed = run_py(code, [lib])
+    assert stock.returncode == packed.returncode == 0, packed.stderr
+    assert json.loads(packed.stdout) == json.loads(stock.stdout)
+    # hmod fully run, hpkg.sub's body (line 2) never.
+    assert json.loads(packed.stdout)[1][2] == [2]  # (statements, excluded, missing)
+
+
+def test_importtime_isolated_and_no_site(lib: Path) -> None:
+    proc = run_py("import hmod", [lib], flags=("-X", "importtime"))
+    assert proc.returncode == 0
+    assert re.search(r"import time:\s+\d+ \|\s+\d+ \| hmod$", proc.stderr, re.M), proc.stderr
+    # -I ignores PYTHONPATH and the user site; an explicit sys.path entry still works.
+    isolated = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-c",
+            f"import sys; sys.path.insert(0, {str(lib)!r}); import ppyc; ppyc.install(); "
+            "import hmod, json; print(json.dumps(ppyc.stats()))",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert isolated.returncode == 0, isolated.stderr
+    assert pack_stats(json.loads(isolated.stdout), lib)["served"] == 1
+    # -S: no site, so no .pth: nothing but an explicit install() activates ppyc.
+    no_site = subprocess.run(
+        [sys.executable, "-S", "-c", "import sys; print('ppyc' in sys.modules)"],
+        capture_output=True,
+        text=True,
+    )
+    assert no_site.stdout.strip() == "False"
+
+
+def test_dont_write_bytecode_on_fallback(lib: Path) -> None:
+    (lib / "hmod.py").write_text("VALUE = 5\n")
+    pyc = lib / "__pycache__" / f"hmod.{CACHE_TAG}.pyc"
+    before = pyc.read_bytes()
+    writes = {"PYTHONDONTWRITEBYTECODE": ""}  # empty: unset, whatever the caller's env
+    proc = run_py("import hmod; print(hmod.VALUE)", [lib], flags=("-B",), env=writes)
+    assert proc.stdout.strip() == "5"
+    assert pyc.read_bytes() == before  # -B: the stock fallback does not write the pyc
+    proc = run_py("import hmod; print(hmod.VALUE)", [lib], env=writes)
+    assert proc.stdout.strip() == "5"
+    assert pyc.read_bytes() != before  # without -B it does, as stock
