@@ -487,3 +487,28 @@ def test_dont_write_bytecode_on_fallback(lib: Path) -> None:
     proc = run_py("import hmod; print(hmod.VALUE)", [lib], env=writes)
     assert proc.stdout.strip() == "5"
     assert pyc.read_bytes() != before  # without -B it does, as stock
+
+
+def test_metadata_and_pkg_resources(lib: Path) -> None:
+    write(
+        lib, {"hdist-1.2.dist-info/METADATA": "Metadata-Version: 2.1\nName: hdist\nVersion: 1.2\n"}
+    )
+    code = """
+        import warnings
+        warnings.simplefilter("ignore")
+        import importlib.metadata, json
+        import hpkg
+        import pkg_resources
+        print(json.dumps([
+            importlib.metadata.version("hdist"),
+            pkg_resources.resource_string("hpkg", "data.txt").decode(),
+            pkg_resources.resource_exists("hpkg", "sub.py"),
+            type(pkg_resources.get_provider("hpkg")).__name__,
+            type(hpkg.__loader__).__name__,
+        ]))
+    """
+    stock = run_py(code, [lib], hook=False)
+    packed = run_py(code, [lib])
+    assert stock.returncode == packed.returncode == 0, packed.stderr
+    assert json.loads(packed.stdout)[:4] == json.loads(stock.stdout)[:4]
+    assert json.loads(packed.stdout) == ["1.2", "resource\n", True, "DefaultProvider", "PackLoader"]
