@@ -2,7 +2,8 @@
 # Import times, stock versus ppyc marshal mode (benches/import_times.py), for each
 # interpreter given (default: every pyenv CPython 3.11-3.13). Per interpreter: a venv with
 # ppyc (`pip install .`) and the test corpus, its site-packages and stdlib packed, ppyc
-# enabled. Results: build/bench/import_times-<version>.{json,md}.
+# enabled (SETUP=0 skips that and measures again). Results:
+# build/bench/import_times-<version>.{json,md}.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=$root/build/bench
@@ -17,6 +18,7 @@ for py in "${pythons[@]}"; do
   echo "=== CPython $v ($py)"
   [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
   export PPYC_DISABLE=1 PPYC_NO_PROGRESS=1
+  if [ "${SETUP:-1}" = 1 ]; then  # SETUP=0: measure again with the venvs as they are
   "$venv/bin/pip" install --disable-pip-version-check --quiet -r "$root/tests/requirements-dev.txt" \
     -r "$root/tests/requirements-corpus.txt"
   PATH="$venv/bin:$PATH" "$venv/bin/pip" install --disable-pip-version-check --quiet \
@@ -24,6 +26,7 @@ for py in "${pythons[@]}"; do
   "$venv/bin/python" -m ppyc compile --quiet
   "$venv/bin/python" -m ppyc compile --quiet --stdlib
   "$venv/bin/python" -m ppyc enable
+  fi
   unset PPYC_DISABLE
   "$venv/bin/python" "$root/benches/import_times.py" --runs "${RUNS:-20}" \
     --json "$out/import_times-$v.json" --markdown "$out/import_times-$v.md"
