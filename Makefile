@@ -46,9 +46,11 @@ python-test:
 	  (cd tests && $$venv/bin/python -m pytest -q -p no:cacheprovider python)
 	done
 
-## bench: regenerate BENCHMARKS.md (see benches/README.md).
+## bench: regenerate the numbers of BENCHMARKS.md (build times and criterion with $(PYTHON),
+## import times with every pyenv CPython 3.11-3.13); results land in build/bench/.
 bench:
 	bash benches/run.sh "$(PYTHON)"
+	bash benches/run_imports.sh
 
 clean:
 	rm -rf $(BUILD) target
