@@ -512,3 +512,46 @@ def test_metadata_and_pkg_resources(lib: Path) -> None:
     assert stock.returncode == packed.returncode == 0, packed.stderr
     assert json.loads(packed.stdout)[:4] == json.loads(stock.stdout)[:4]
     assert json.loads(packed.stdout) == ["1.2", "resource\n", True, "DefaultProvider", "PackLoader"]
+
+
+def rewrite_cache_tag(pack: Path, tag: bytes) -> None:
+    """Gives `pack` another target cache_tag, with a valid header digest (spec/FORMAT.md §3:
+    BLAKE3 of header bytes 0..224 and the section table)."""
+    from ppyc import _native
+
+    data = bytearray(pack.read_bytes())
+    data[40:64] = tag.ljust(24, b"\0")
+    sections = int.from_bytes(data[96:100], "little")
+    covered = pack.with_suffix(".covered")
+    covered.write_bytes(bytes(data[:224]) + bytes(data[256 : 256 + 64 * sections]))
+    data[224:256] = _native.file_digest(covered)
+    covered.unlink()
+    pack.write_bytes(bytes(data))
+
+
+def test_foreign_pack_is_refused_with_one_warning(lib: Path) -> None:
+    rewrite_cache_tag(pack_path(lib), b"cpython-399")
+    stats, err = stats_of("import hmod, hpkg; print(hmod.VALUE)", [lib])
+    assert pack_stats(stats, lib)["usable"] is False
+    assert "built for another interpreter (cpython-399" in err
+    assert err.count("ppyc: warning") == 1
+
+
+def test_pack_not_owned_by_the_directory_owner_is_refused(lib: Path) -> None:
+    # The test machines run as root (as CI does); chown needs it.
+    os.chown(pack_path(lib), os.getuid() + 12345, -1)
+    stats, err = stats_of("import hmod", [lib])
+    assert pack_stats(stats, lib)["usable"] is False
+    assert "not owned by the owner of its directory" in err
+
+
+def test_several_packs_at_once(lib: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    write(
+        other,
+        {"omod.py": "O = 1\n", "opkg/__init__.py": "from .x import Y\n", "opkg/x.py": "Y = 2\n"},
+    )
+    assert run_ppyc("compile", other).code == 0
+    stats, _ = stats_of("import hmod, omod, opkg, hpkg", [other, lib])
+    assert pack_stats(stats, other)["served"] == 3
+    assert pack_stats(stats, lib)["served"] == 3
