@@ -127,6 +127,31 @@ def _pack_name() -> str:
     return _nat().pack_file_name(sys.implementation.cache_tag or "", sys.flags.optimize)
 
 
+def check_pack(path: str, st: "os.stat_result") -> "tuple[_native.Pack | None, str | None]":
+    """Opens the pack at `path` (whose stat is `st`) and applies the rules of
+    spec/IMPORT.md: `(pack, None)` when usable, else `(pack or None, why not)`."""
+    pack = None
+    try:
+        parent = os.stat(os.path.dirname(path))
+        if st.st_uid != parent.st_uid:
+            return None, "it is not owned by the owner of its directory"
+        if st.st_mode & 0o022:
+            return None, "it is writable by others than its owner"
+        pack = _nat().Pack(path)
+        magic = _bootstrap_external.MAGIC_NUMBER
+        if pack.cache_tag != sys.implementation.cache_tag or pack.pyc_magic != magic:
+            return pack, (
+                f"it was built for another interpreter ({pack.cache_tag}, "
+                f"magic {pack.pyc_magic.hex()}, this is {sys.implementation.cache_tag}, "
+                f"magic {magic.hex()})"
+            )
+        if pack.optimize != sys.flags.optimize:
+            return pack, f"it holds code for -O level {pack.optimize}, not {sys.flags.optimize}"
+    except (OSError, ValueError) as exc:
+        return pack, f"it cannot be read ({exc})"
+    return pack, None
+
+
 def _open(path: str, root: str) -> "_Entry | None":
     """Opens the pack at `path` for directory `root`, or says why not (None)."""
     t0 = perf_counter_ns()
@@ -137,28 +162,10 @@ def _open(path: str, root: str) -> "_Entry | None":
     info: dict[str, Any] = {"path": path, "root": root, "usable": False}
     _packs[path] = info
     try:
-        reason = None
-        parent = os.stat(os.path.dirname(path))
-        if st.st_uid != parent.st_uid:
-            reason = "it is not owned by the owner of its directory"
-        elif st.st_mode & 0o022:
-            reason = "it is writable by others than its owner"
-        if reason is None:
-            pack = _nat().Pack(path)
-            magic = _bootstrap_external.MAGIC_NUMBER
-            if pack.cache_tag != sys.implementation.cache_tag or pack.pyc_magic != magic:
-                reason = (
-                    f"it was built for another interpreter ({pack.cache_tag}, "
-                    f"magic {pack.pyc_magic.hex()}, this is {sys.implementation.cache_tag}, "
-                    f"magic {magic.hex()})"
-                )
-            elif pack.optimize != sys.flags.optimize:
-                reason = f"it holds code for -O level {pack.optimize}, not {sys.flags.optimize}"
-    except (OSError, ValueError) as exc:
-        reason = f"it cannot be read ({exc})"
+        pack, reason = check_pack(path, st)
     finally:
         _time_ns["open"] += perf_counter_ns() - t0
-    if reason is not None:
+    if pack is None or reason is not None:
         info["reason"] = reason
         _warn_once(path, f"ignoring pack `{path}`: {reason}")
         return None

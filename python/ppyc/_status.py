@@ -55,22 +55,17 @@ def _pack_status(path: str, directory: str) -> dict[str, Any]:
     info: dict[str, Any] = {"path": path, "usable": False}
     try:
         st = os.stat(path)
-        parent = os.stat(os.path.dirname(path))
-        pack = _native.Pack(path)
-    except (OSError, ValueError) as exc:
-        info["reason"] = f"cannot be read: {exc}"
+    except OSError as exc:
+        info["reason"] = f"it cannot be read ({exc})"
         return info
-    magic = _hook._bootstrap_external.MAGIC_NUMBER
-    if st.st_uid != parent.st_uid:
-        info["reason"] = "not owned by the owner of its directory"
-    elif st.st_mode & 0o022:
-        info["reason"] = "writable by others than its owner"
-    elif pack.cache_tag != sys.implementation.cache_tag or pack.pyc_magic != magic:
-        info["reason"] = f"built for another interpreter ({pack.cache_tag})"
-    else:
-        info["usable"] = True
-    info["modules"] = len(pack)
+    pack, reason = _hook.check_pack(path, st)
+    info["usable"] = reason is None
+    if reason is not None:
+        info["reason"] = reason
     info["size"] = st.st_size
+    if pack is None:
+        return info
+    info["modules"] = len(pack)
     stale: list[str] = []
     missing: list[str] = []
     damaged: list[str] = []
