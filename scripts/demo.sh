@@ -31,14 +31,21 @@ step "ppyc enable   (every run of this interpreter now imports from packs)"
 step "ppyc status"
 "$venv/bin/ppyc" status
 step "import rich.console, requests, jinja2 with ppyc: what was served"
-"$venv/bin/python" -c '
-import rich.console, requests, jinja2, ppyc
+"$venv/bin/python" - <<'PY'
+import jinja2
+import requests
+import rich.console
+
+import ppyc
+
 s = ppyc.stats()
-print(f"served {s[\"served\"]} modules from packs, fallbacks {s[\"fallbacks\"] or \"none\"}, "
-      f"{s[\"bytes\"] / 1e6:.1f} MB of code unmarshalled from the mapping")
+fallbacks = s["fallbacks"] or "none"
+print(f"served {s['served']} modules from packs, fallbacks: {fallbacks}, "
+      f"{s['bytes'] / 1e6:.1f} MB of code unmarshalled from the mappings")
 for p in s["packs"]:
     if p.get("served"):
-        print(f"  {p[\"served\"]:4d} from {p[\"path\"]}")'
+        print(f"  {p['served']:4d} from {p['path']}")
+PY
 step "import time, 10 fresh processes per side, alternating (benches/import_times.py measures properly)"
 "$venv/bin/python" - <<'PY'
 import os, statistics, subprocess, sys, time
