@@ -70,6 +70,8 @@ _served = 0
 _bytes = 0
 _fallbacks: "dict[str, int]" = {}
 _time_ns: "dict[str, int]" = dict.fromkeys(_PHASES, 0)
+# Per-module phases when PPYC_PROFILE is set (module name -> record), else None.
+_profile: "dict[str, dict[str, Any]] | None" = None
 # Directory (absolute, as FileFinder holds it) -> the pack serving it, or None.
 _dirs: "dict[str, _Entry | None]" = {}
 # Every pack opened (or refused), by path: for stats() and `ppyc status`.
@@ -94,7 +96,39 @@ def _warn_once(key: str, message: str) -> None:
         pass
 
 
+def _phase(phase: str, fullname: str, ns: int) -> None:
+    """Adds `ns` to a phase's total and, under PPYC_PROFILE, to the module's own record."""
+    _time_ns[phase] += ns
+    if _profile is not None:
+        record = _profile.get(fullname)
+        if record is None:
+            record = _profile[fullname] = {"module": fullname, "served": False}
+        record[phase + "_ns"] = record.get(phase + "_ns", 0) + ns
+
+
+def _write_profile() -> None:
+    """At exit: one JSON line per module this process looked for through ppyc, appended
+    to the PPYC_PROFILE file (`ppyc importtime` reads it)."""
+    path = os.environ.get("PPYC_PROFILE", "")
+    if not path or not _profile:
+        return
+    try:
+        import json
+
+        pid = os.getpid()
+        lines = "".join(json.dumps({"pid": pid, **r}) + "\n" for r in _profile.values())
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(lines)
+    except Exception as exc:  # never fail the program's exit
+        try:
+            sys.stderr.write(f"ppyc: warning: cannot write PPYC_PROFILE ({exc!r})\n")
+        except Exception:
+            pass
+
+
 def _fallback(reason: str, fullname: str, entry: "_Entry | None" = None) -> None:
+    if _profile is not None:
+        _profile.setdefault(fullname, {"module": fullname, "served": False})["reason"] = reason
     with _lock:
         _fallbacks[reason] = _fallbacks.get(reason, 0) + 1
         if entry is not None:
@@ -239,7 +273,7 @@ class PackLoader(SourceFileLoader):
         except OSError:
             fresh = False
         t1 = perf_counter_ns()
-        _time_ns["check"] += t1 - t0
+        _phase("check", fullname, t1 - t0)
         if not fresh:
             _fallback("stale", fullname, entry)
             if _check == "hash" or pyc_flags & 0b1:
@@ -252,7 +286,7 @@ class PackLoader(SourceFileLoader):
             _fallback("damaged", fullname, entry)
             return None
         t2 = perf_counter_ns()
-        _time_ns["read"] += t2 - t1
+        _phase("read", fullname, t2 - t1)
         try:
             code = marshal.loads(entry.view[start:end])
         except Exception as exc:  # a payload that marshal refuses: same as damaged
@@ -266,11 +300,14 @@ class PackLoader(SourceFileLoader):
         # As SourceLoader.get_code does for a .pyc (Lib/importlib/_bootstrap_external.py,
         # _compile_bytecode): co_filename becomes the path the module was found at.
         _imp._fix_co_filename(code, self.path)
-        _time_ns["unmarshal"] += perf_counter_ns() - t2
+        _phase("unmarshal", fullname, perf_counter_ns() - t2)
         with _lock:
             _served += 1
             _bytes += end - start
             entry.info["served"] += 1
+        if _profile is not None:
+            _profile[fullname]["served"] = True
+            _profile[fullname].pop("reason", None)
         if sys.flags.verbose:
             sys.stderr.write(f"# code object from ppyc pack {entry.path!r} for {self.path!r}\n")
         _explain(f"{fullname}: served from `{entry.path}`")
@@ -297,7 +334,7 @@ class PackLoader(SourceFileLoader):
         try:
             super().exec_module(module)
         finally:
-            _time_ns["exec"] += perf_counter_ns() - t0
+            _phase("exec", module.__name__, perf_counter_ns() - t0)
 
 
 class PackFinder(FileFinder):
@@ -313,9 +350,13 @@ class PackFinder(FileFinder):
         try:
             if spec is not None and type(spec.loader) is SourceFileLoader:
                 spec = self._ppyc_adopt(spec, fullname)
+            elif spec is not None and _profile is not None:
+                kind = type(spec.loader).__name__ if spec.loader is not None else "namespace"
+                record = _profile.setdefault(fullname, {"module": fullname, "served": False})
+                record["reason"] = f"not a source module ({kind})"
         except Exception as exc:  # never let ppyc break an import
             _fallback(f"internal error: {exc!r}", fullname)
-        _time_ns["find"] += perf_counter_ns() - t0
+        _phase("find", fullname, perf_counter_ns() - t0)
         return spec
 
     def _ppyc_adopt(self, spec: "ModuleSpec", fullname: str) -> "ModuleSpec":
@@ -374,13 +415,18 @@ def _convert(finder: FileFinder) -> "PackFinder":
 
 
 def _configure() -> None:
-    global _verbose, _check
+    global _verbose, _check, _profile
     _verbose = os.environ.get("PPYC_VERBOSE", "") not in ("", "0")
     check = os.environ.get("PPYC_CHECK", "") or "timestamp"
     if check not in _CHECKS:
         _warn_once("PPYC_CHECK", f"PPYC_CHECK={check!r} is not one of {', '.join(_CHECKS)}")
         check = "timestamp"
     _check = check
+    if os.environ.get("PPYC_PROFILE") and _profile is None:
+        import atexit
+
+        _profile = {}
+        atexit.register(_write_profile)
 
 
 def disabled_by_environment() -> bool:

@@ -555,3 +555,23 @@ def test_several_packs_at_once(lib: Path, tmp_path: Path) -> None:
     stats, _ = stats_of("import hmod, omod, opkg, hpkg", [other, lib])
     assert pack_stats(stats, other)["served"] == 3
     assert pack_stats(stats, lib)["served"] == 3
+
+
+def test_profile_file_records_phases_per_module(lib: Path, tmp_path: Path) -> None:
+    profile = tmp_path / "profile.jsonl"
+    (lib / "hpkg" / "sub.py").write_text("def boom():\n    return 'edited'\n")
+    proc = run_py("import hmod, hpkg, nsp.inner", [lib], env={"PPYC_PROFILE": str(profile)})
+    assert proc.returncode == 0, proc.stderr
+    records = {r["module"]: r for r in map(json.loads, profile.read_text().splitlines())}
+    assert {r["pid"] for r in records.values()} == {records["hmod"]["pid"]}
+    hmod = records["hmod"]
+    assert hmod["served"] is True and "reason" not in hmod
+    for phase in ("find", "check", "read", "unmarshal", "exec"):
+        assert hmod[phase + "_ns"] > 0, phase
+    assert records["hpkg.sub"]["served"] is False
+    assert records["hpkg.sub"]["reason"] == "stale"
+    assert records["nsp"]["reason"] == "not a source module (namespace)"
+    assert records["nsp.inner"]["served"] is True
+    # Appends: a second process adds its own lines.
+    run_py("import hmod", [lib], env={"PPYC_PROFILE": str(profile)})
+    assert len({json.loads(x)["pid"] for x in profile.read_text().splitlines()}) == 2
