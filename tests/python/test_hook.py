@@ -69,6 +69,9 @@ def run_py(
     full_env = dict(os.environ)
     full_env["PYTHONPATH"] = os.pathsep.join(map(str, paths))
     full_env.pop("PPYC_DISABLE", None)
+    # CPython's debug allocator checks: memoryviews of the mapping (ppyc's one use of the
+    # C API beyond PyO3's safe layer, runtime/src/ffi/buffer.rs) must not corrupt anything.
+    full_env["PYTHONMALLOC"] = "debug"
     full_env.update(env or {})
     return subprocess.run(
         [
