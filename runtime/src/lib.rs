@@ -2,10 +2,12 @@
 //!
 //! It hosts the `ppyc` command line (written in Rust with clap, [`cli`]): the console script
 //! and `python -m ppyc` only hand it `sys.argv`. It also exposes the pack reader to Python
-//! ([`pack::Pack`]).
+//! ([`pack::Pack`]: lookups, digests and a read-only buffer over the mapping), on which the
+//! import hook (`python/ppyc/_hook.py`, `spec/IMPORT.md`) serves modules.
 //!
 //! # Source layout
-//! - `cli/`: argument parsing, the commands, progress and summary output. Only this module
+//! - `cli/`: argument parsing, the commands (`compile`, `inspect`, `verify`; `enable`,
+//!   `disable`, `status` in `cli/hook.rs`), progress and summary output. Only this module
 //!   prints.
 //! - `pack.rs`: the `Pack` class.
 //! - `interp.rs`: describing the running interpreter.
