@@ -57,8 +57,10 @@ def sdist(requirement: str, name: str, tmp_path: Path) -> Path:
                 "--quiet",
                 "--disable-pip-version-check",
                 "--no-deps",
+                # Only the package itself as an sdist: its build backend may come as a
+                # wheel (`:all:` would build every build dependency from source, minutes).
                 "--no-binary",
-                ":all:",
+                requirement.split("==")[0],
                 "--dest",
                 str(cache),
                 requirement,
