@@ -134,7 +134,8 @@ def _fallback(reason: str, fullname: str, entry: "_Entry | None" = None) -> None
         if entry is not None:
             per_pack = entry.info["fallbacks"]
             per_pack[reason] = per_pack.get(reason, 0) + 1
-    _explain(f"{fullname}: stock import ({reason})")
+    if _verbose:
+        _explain(f"{fullname}: stock import ({reason})")
 
 
 class _Entry:
@@ -159,6 +160,17 @@ class _Entry:
 
 def _pack_name() -> str:
     return _nat().pack_file_name(sys.implementation.cache_tag or "", sys.flags.optimize)
+
+
+def in_tree_pack(directory: str) -> str:
+    """Where `directory`'s own pack is, in the tree (spec/FORMAT.md section 2)."""
+    return os.path.join(directory, "__pycache__", _pack_name())
+
+
+def cache_pack(directory: str) -> "str | None":
+    """Where `directory`'s pack is in the user cache, if there is a cache directory."""
+    tag = sys.implementation.cache_tag or ""
+    return _nat().cache_pack_path(os.path.realpath(directory), tag, sys.flags.optimize)
 
 
 def check_pack(path: str, st: "os.stat_result") -> "tuple[_native.Pack | None, str | None]":
@@ -220,7 +232,7 @@ def _entry_for(directory: str) -> "_Entry | None":
     with _lock:
         if directory in _dirs:
             return _dirs[directory]
-        entry = _open(os.path.join(directory, "__pycache__", _pack_name()), directory)
+        entry = _open(in_tree_pack(directory), directory)
         if entry is None:
             child, parent = directory, os.path.dirname(directory)
             while parent != child and os.path.basename(child).isidentifier():
@@ -230,11 +242,7 @@ def _entry_for(directory: str) -> "_Entry | None":
                     break
                 child, parent = parent, os.path.dirname(parent)
         if entry is None:
-            cached = _nat().cache_pack_path(
-                os.path.realpath(directory),
-                sys.implementation.cache_tag or "",
-                sys.flags.optimize,
-            )
+            cached = cache_pack(directory)
             if cached is not None:
                 entry = _open(os.fspath(cached), directory)
         _dirs[directory] = entry
@@ -310,7 +318,8 @@ class PackLoader(SourceFileLoader):
             _profile[fullname].pop("reason", None)
         if sys.flags.verbose:
             sys.stderr.write(f"# code object from ppyc pack {entry.path!r} for {self.path!r}\n")
-        _explain(f"{fullname}: served from `{entry.path}`")
+        if _verbose:
+            _explain(f"{fullname}: served from `{entry.path}`")
         return code
 
     def get_code(self, fullname: str) -> "CodeType | None":  # type: ignore[override]

@@ -8,7 +8,7 @@ import sys
 import sysconfig
 from typing import Any
 
-from ppyc import _hook, _native
+from ppyc import _hook
 
 PTH_NAME = "ppyc.pth"
 # One line (site runs `.pth` lines that start with `import`): ppyc's own start-up, skipped
@@ -41,14 +41,8 @@ def pth_files() -> list[str]:
 
 
 def _pack_candidates(directory: str) -> list[str]:
-    name = _native.pack_file_name(sys.implementation.cache_tag or "", sys.flags.optimize)
-    candidates = [os.path.join(directory, "__pycache__", name)]
-    cached = _native.cache_pack_path(
-        os.path.realpath(directory), sys.implementation.cache_tag or "", sys.flags.optimize
-    )
-    if cached is not None:
-        candidates.append(os.fspath(cached))
-    return candidates
+    cached = _hook.cache_pack(directory)
+    return [_hook.in_tree_pack(directory), *([cached] if cached is not None else [])]
 
 
 def _pack_status(path: str, directory: str) -> dict[str, Any]:
