@@ -106,6 +106,28 @@ def _phase(phase: str, fullname: str, ns: int) -> None:
         record[phase + "_ns"] = record.get(phase + "_ns", 0) + ns
 
 
+def _json_str(text: str) -> str:
+    out = text.replace("\\", "\\\\").replace('"', '\\"')
+    if any(ord(c) < 0x20 for c in out):
+        out = "".join(c if ord(c) >= 0x20 else "\\u%04x" % ord(c) for c in out)
+    return '"' + out + '"'
+
+
+def _json_line(record: "dict[str, Any]") -> str:
+    """One JSON line of a flat record (without importing `json` at exit, which would
+    show in the profile of the very process it describes)."""
+    items = []
+    for key, value in record.items():
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, int):
+            text = str(value)
+        else:
+            text = _json_str(str(value))
+        items.append(_json_str(key) + ": " + text)
+    return "{" + ", ".join(items) + "}\n"
+
+
 def _write_profile() -> None:
     """At exit: one JSON line per module this process looked for through ppyc, appended
     to the PPYC_PROFILE file (`ppyc importtime` reads it)."""
@@ -113,10 +135,8 @@ def _write_profile() -> None:
     if not path or not _profile:
         return
     try:
-        import json
-
         pid = os.getpid()
-        lines = "".join(json.dumps({"pid": pid, **r}) + "\n" for r in _profile.values())
+        lines = "".join(_json_line({"pid": pid, **r}) for r in _profile.values())
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(lines)
     except Exception as exc:  # never fail the program's exit
@@ -374,6 +394,9 @@ class PackFinder(FileFinder):
             self._ppyc_resolved = True
         entry = self._ppyc_entry
         if entry is None:
+            if _profile is not None:
+                record = _profile.setdefault(fullname, {"module": fullname, "served": False})
+                record["reason"] = "no pack for its directory"
             return spec
         origin = spec.origin or ""
         if not origin.startswith(entry.root + os.sep):
@@ -434,7 +457,11 @@ def _configure() -> None:
     if os.environ.get("PPYC_PROFILE") and _profile is None:
         import atexit
 
-        _profile = {}
+        # Modules imported before the hook was installed are on record too, with why.
+        _profile = {
+            name: {"module": name, "served": False, "reason": "imported before ppyc started"}
+            for name in list(sys.modules)
+        }
         atexit.register(_write_profile)
 
 

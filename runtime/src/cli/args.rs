@@ -28,6 +28,56 @@ pub(crate) enum Command {
     Disable(HookArgs),
     /// Show the packs on `sys.path`, stale modules, whether the hook is active, and the mode.
     Status(StatusArgs),
+    /// Measure import time (and memory), stock versus ppyc, in fresh processes: wall time,
+    /// every module's self time and ppyc's phases, what was not served and why.
+    #[command(
+        after_help = "Examples:\n  ppyc importtime -c \"import requests\"\n  ppyc importtime -m mytool --html report.html\n  ppyc importtime rich.console --runs 30 --json\n  ppyc importtime -c \"import jinja2\" --memory --processes 4"
+    )]
+    Importtime(ImporttimeArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["module", "code", "run_module"])))]
+pub(crate) struct ImporttimeArgs {
+    /// A module to import: the same as `-c "import MODULE"`.
+    pub(crate) module: Option<String>,
+    /// Program passed in as a string (as `python -c`).
+    #[arg(short = 'c', value_name = "CODE")]
+    pub(crate) code: Option<String>,
+    /// Run a library module as a script (as `python -m`).
+    #[arg(short = 'm', value_name = "MODULE")]
+    pub(crate) run_module: Option<String>,
+    /// The interpreter to measure (ppyc must be installed and enabled there). Default: the
+    /// one running ppyc.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) python: Option<PathBuf>,
+    /// Runs per side, for wall time and again with the profile.
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub(crate) runs: u32,
+    /// Uncounted runs per side first.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub(crate) warmup: u32,
+    /// Modules in the table.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub(crate) top: usize,
+    /// Print the whole report as JSON (spec/IMPORTTIME.md) instead of the table.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Write a self-contained HTML report (import trees, phases, search and zoom).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) html: Option<PathBuf>,
+    /// Write the import trees as a Chrome trace (chrome://tracing, Perfetto, speedscope).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) trace: Option<PathBuf>,
+    /// Also measure memory: RSS, Pss, private and shared, and the pack mappings (Linux).
+    #[arg(long)]
+    pub(crate) memory: bool,
+    /// Processes running together per side in the memory measurement (implies --memory).
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub(crate) processes: Option<u32>,
+    /// Time limit for one run of the target, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120.0)]
+    pub(crate) timeout: f64,
 }
 
 #[derive(Debug, Args)]

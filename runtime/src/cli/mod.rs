@@ -6,6 +6,7 @@
 mod args;
 mod commands;
 mod hook;
+mod importtime;
 mod progress;
 
 use std::io::Write;
@@ -44,6 +45,8 @@ pub(crate) fn main(py: Python<'_>, argv: Vec<String>) -> i32 {
         Command::Inspect(_) => None,
         Command::Enable(a) | Command::Disable(a) => a.python.clone(),
         Command::Status(a) => a.python.clone(),
+        // Runs the target interpreter itself: nothing to delegate.
+        Command::Importtime(_) => None,
     };
     let result = match python {
         Some(python) => py.detach(|| delegate(&python, &argv)),
@@ -54,6 +57,7 @@ pub(crate) fn main(py: Python<'_>, argv: Vec<String>) -> i32 {
             Command::Enable(_) => hook::enable(py),
             Command::Disable(_) => hook::disable(py),
             Command::Status(args) => hook::status(py, &args),
+            Command::Importtime(args) => importtime::importtime(py, &args, &argv),
         },
     };
     let _ = std::io::stdout().flush();
