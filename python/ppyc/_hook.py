@@ -109,7 +109,7 @@ def _phase(phase: str, fullname: str, ns: int) -> None:
 def _json_str(text: str) -> str:
     out = text.replace("\\", "\\\\").replace('"', '\\"')
     if any(ord(c) < 0x20 for c in out):
-        out = "".join(c if ord(c) >= 0x20 else "\\u%04x" % ord(c) for c in out)
+        out = "".join(c if ord(c) >= 0x20 else f"\\u{ord(c):04x}" for c in out)
     return '"' + out + '"'
 
 

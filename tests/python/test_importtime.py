@@ -20,7 +20,10 @@ IT_TREE: dict[str, str | bytes] = {
     "itpkg/deep/__init__.py": "",
     "itpkg/deep/leaf.py": "LEAF = tuple(range(3))\n",
     "itstale.py": "S = 1\n",
-    "itfail.py": "import sys\nsys.stderr.write('about to fail\\n')\nraise RuntimeError('it failed on purpose')\n",
+    "itfail.py": (
+        "import sys\nsys.stderr.write('about to fail\\n')\n"
+        "raise RuntimeError('it failed on purpose')\n"
+    ),
     "itmain/__init__.py": "",
     "itmain/__main__.py": "import itpkg\nprint('main ran')\n",
 }
@@ -71,7 +74,7 @@ def test_json_report(itlib: Path, tmp_path: Path) -> None:
     meta = report["meta"]
     assert meta["target"] == {"kind": "c", "value": "import itpkg", "label": "import itpkg"}
     assert meta["runs"] == 3 and meta["warmup"] == 1
-    assert meta["python"]["version"] == "%d.%d.%d" % sys.version_info[:3]
+    assert meta["python"]["version"] == "{}.{}.{}".format(*sys.version_info[:3])
     assert meta["python"]["cache_tag"] == sys.implementation.cache_tag
     assert meta["ppyc"]["hook_enabled"] is True and meta["ppyc"]["mode"] == "marshal"
     assert meta["machine"]["cpus"] >= 1 and meta["command"][1:3] == ["importtime", "itpkg"]
@@ -81,7 +84,7 @@ def test_json_report(itlib: Path, tmp_path: Path) -> None:
         s = wall[side]
         assert len(s["samples"]) == 3
         assert 0 < s["min"] <= s["q1"] <= s["median"] <= s["q3"] <= s["max"]
-    pairs = [p / s for s, p in zip(wall["stock"]["samples"], wall["ppyc"]["samples"])]
+    pairs = [p / s for s, p in zip(wall["stock"]["samples"], wall["ppyc"]["samples"], strict=True)]
     assert sorted(pairs)[1] == pytest.approx(wall["ratio"]["median"])
 
     rows = {m["name"]: m for m in report["modules"]}
@@ -109,9 +112,7 @@ def test_json_report(itlib: Path, tmp_path: Path) -> None:
         tree = report["sides"][side]["tree"]
         root = find(tree, "itpkg")
         # (On the ppyc side, the first module served loads `ppyc._native` under it.)
-        children = [
-            c["name"] for c in root["children"] if not c["name"].startswith("ppyc.")
-        ]
+        children = [c["name"] for c in root["children"] if not c["name"].startswith("ppyc.")]
         assert children == ["itpkg.alpha", "itpkg.beta", "json"], children
         assert find(root["children"], "itpkg.deep.leaf")["cum_us"] >= 0
         assert [c["name"] for c in find(tree, "itpkg.beta")["children"]] == ["itstale"]
