@@ -12,7 +12,7 @@ PIP_FLAGS := --disable-pip-version-check --quiet
 export CARGO_TERM_COLOR ?= never
 export PPYC_NO_PROGRESS := 1
 
-.PHONY: demo test lint rust-test python-test wheels bench clean
+.PHONY: demo test lint rust-test browser python-test wheels bench clean
 
 ## demo: pack this interpreter's stdlib and a small venv of popular packages, then inspect
 ## and verify the result.
@@ -20,19 +20,28 @@ demo:
 	bash scripts/demo.sh "$(PYTHON)"
 
 ## test: every test, on every installed CPython 3.10+.
-test: lint rust-test python-test
+test: lint rust-test browser python-test
 
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	$(PYTHON) -m venv $(BUILD)/lint-venv
 	$(BUILD)/lint-venv/bin/pip install $(PIP_FLAGS) ruff==0.17.6
-	$(BUILD)/lint-venv/bin/ruff check python tests compiler/src compiler/tests benches scripts
-	$(BUILD)/lint-venv/bin/ruff format --check python tests compiler/src compiler/tests benches scripts
+	$(BUILD)/lint-venv/bin/ruff check python tests compiler/src compiler/tests importtime/tests benches scripts
+	$(BUILD)/lint-venv/bin/ruff format --check python tests compiler/src compiler/tests importtime/tests benches scripts
 
 rust-test:
 	PPYC_TEST_PYTHONS="$(subst $(eval) ,:,$(TEST_PYTHONS))" \
 	  cargo test --workspace --exclude ppyc-runtime --locked --release
+
+# Debian's Chromium: the `ppyc importtime --html` report is opened in it by the tests.
+browser:
+	if ! command -v chromium >/dev/null; then
+	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo )
+	  $$sudo apt-get update -qq
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
+	fi
+	chromium --version
 
 # One venv per interpreter, with ppyc installed by `pip install .` (the user's way).
 python-test:

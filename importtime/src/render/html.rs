@@ -9,11 +9,11 @@ const PLACEHOLDER: &str = "/*PPYC_DATA*/null";
 /// The page for a report.
 pub fn html(report: &Report) -> String {
     let json = serde_json::to_string(report).expect("a report always serialises");
-    // Inside <script>: no `</script>` or `<!--` may appear in the data (JSON strings can
-    // hold anything a module name or a command line holds).
+    // Inside <script>, the data must not close the element or open a comment (JSON strings
+    // hold anything a module name or a command line holds): `<` only occurs inside strings,
+    // where `\u003c` means the same to JSON and to JavaScript.
     let safe = json
-        .replace("</", "<\\/")
-        .replace("<!--", "<\\!--")
+        .replace('<', "\\u003c")
         .replace('\u{2028}', "\\u2028")
         .replace('\u{2029}', "\\u2029");
     TEMPLATE.replacen(PLACEHOLDER, &safe, 1)
