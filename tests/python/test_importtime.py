@@ -212,3 +212,73 @@ def test_usage_errors() -> None:
     assert run_ppyc("importtime", "-c", "pass", "--runs", "0").code == 2
     bad = run_ppyc("importtime", "not a module")
     assert bad.code == 2 and "is not a module name" in bad.err
+
+
+def test_html_report_renders_in_chromium(itlib: Path, tmp_path: Path) -> None:
+    from _browser import (
+        box_of,
+        by_id,
+        chromium,
+        colour_fraction,
+        distinct_colours,
+        non_background_fraction,
+        parse_dom,
+        png_pixels,
+        render,
+        with_class,
+    )
+
+    assert chromium() is not None, "Chromium is missing: `make test` installs Debian's chromium"
+    page = tmp_path / "report.html"
+    result = importtime(itlib, "-c", "import itpkg", "--runs", "2", "--html", page)
+    assert result.code == 0, result
+    assert f"HTML report: {page}" in result.out
+    html = page.read_text()
+    assert "<script src" not in html and "https://" not in html
+
+    png = tmp_path / "report.png"
+    elements = parse_dom(render(page, png))
+    body = next(e for e in elements if e.tag == "body")
+    status = by_id(elements, "status")
+    assert body.attrs.get("data-rendered") == "1", status
+    nodes = with_class(elements, "node")
+    assert status is not None and status.text.strip() == f"rendered {len(nodes)} nodes"
+    by_side: dict[str, set[str]] = {"stock": set(), "ppyc": set()}
+    for node in nodes:
+        by_side[node.attrs["data-side"]].add(node.attrs["data-name"])
+    for side in ("stock", "ppyc"):
+        assert set(SERVED) | {"itstale", "json"} <= by_side[side], (side, by_side[side])
+    assert "ppyc._hook" in by_side["ppyc"] and "ppyc._hook" not in by_side["stock"]
+    # Labels: wide nodes show their name (at least the workload's own package, on both sides).
+    labelled = {(n.attrs["data-side"], n.text.strip()) for n in nodes if n.text.strip()}
+    assert ("stock", "itpkg") in labelled and ("ppyc", "itpkg") in labelled, labelled
+    for node in nodes:  # a label is the node's own name (CSS shortens it, not the text)
+        assert node.text.strip() in ("", node.attrs["data-name"]), node
+    served = {n.attrs["data-name"] for n in nodes if "served" in n.classes}
+    assert set(SERVED) <= served
+    stale = next(
+        n for n in nodes if n.attrs["data-name"] == "itstale" and n.attrs["data-side"] == "ppyc"
+    )
+    assert "not-served" in stale.classes
+    meta = by_id(elements, "meta")
+    assert meta is not None and sys.implementation.cache_tag in meta.text
+
+    # The screenshot: both icicles drawn, in their colours.
+    image = png_pixels(png)
+    stock_box = box_of(by_id(elements, "icicle-stock"))
+    ppyc_box = box_of(by_id(elements, "icicle-ppyc"))
+    assert stock_box is not None and ppyc_box is not None
+    assert stock_box[1] + stock_box[3] <= image[1] and ppyc_box[1] + ppyc_box[3] <= image[1]
+    assert non_background_fraction(image, stock_box) > 0.2
+    assert non_background_fraction(image, ppyc_box) > 0.2
+    stock_colour = (0x86, 0xAB, 0xD3)
+    assert colour_fraction(image, stock_colour, stock_box) > 0.1
+    assert colour_fraction(image, stock_colour, ppyc_box) < 0.01
+    assert distinct_colours(image, ppyc_box, min_pixels=50) >= 3
+
+    # Search from the address: matches counted on both sides.
+    elements = parse_dom(render(page, tmp_path / "search.png", suffix="?q=itpkg"))
+    found = by_id(elements, "search-result")
+    assert found is not None
+    assert int(found.attrs["data-stock-matches"]) >= len(SERVED)
+    assert int(found.attrs["data-ppyc-matches"]) >= len(SERVED)
