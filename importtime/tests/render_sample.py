@@ -22,11 +22,7 @@ def fill(template: str, document: object) -> str:
     if template.count(PLACEHOLDER) != 1:
         raise ValueError(f"the template must hold {PLACEHOLDER!r} exactly once")
     text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
-    safe = (
-        text.replace("<", "\\u003c")
-        .replace("\u2028", "\\u2028")
-        .replace("\u2029", "\\u2029")
-    )
+    safe = text.replace("<", "\\u003c").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
     return template.replace(PLACEHOLDER, safe, 1)
 
 
