@@ -56,7 +56,7 @@ python-test:
 	done
 
 ## bench: regenerate the numbers of BENCHMARKS.md (build times and criterion with $(PYTHON),
-## import times with every pyenv CPython 3.11-3.13); results land in build/bench/.
+## import times and peers with every pyenv CPython 3.10-3.13); results land in build/bench/.
 bench:
 	bash benches/run.sh "$(PYTHON)"
 	bash benches/run_imports.sh

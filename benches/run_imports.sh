@@ -1,33 +1,42 @@
 #!/usr/bin/env bash
-# Import times, stock versus ppyc marshal mode (benches/import_times.py), for each
-# interpreter given (default: every pyenv CPython 3.11-3.13). Per interpreter: a venv with
-# ppyc (`pip install .`) and the test corpus, its site-packages and stdlib packed, ppyc
-# enabled (SETUP=0 skips that and measures again). Results:
-# build/bench/import_times-<version>.{json,md}.
+# The import-time suite of BENCHMARKS.md, measured with `ppyc importtime`
+# (benches/importtime_suite.py), for each interpreter given (default: every pyenv CPython
+# 3.10-3.13). Per interpreter: a venv with ppyc (`pip install .`), the test corpus and the
+# scientific stack (benches/requirements-scientific.txt), its site-packages and stdlib
+# packed, ppyc enabled; the peers that install for that version are added to the same venv
+# (benches/peers/setup_peers.sh) and measured side by side with stock and ppyc.
+# SETUP=0 measures again with the venvs as they are; RUNS=N (default 20) runs per side.
+# Results: build/bench/suite/*.json (+ an HTML report per interpreter); the import section
+# of BENCHMARKS.md is rewritten from them.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=$root/build/bench
-mkdir -p "$out"
+results=$out/suite
+mkdir -p "$results"
 pythons=("$@")
 if [ ${#pythons[@]} -eq 0 ]; then
-  pythons=($(ls -d "$(pyenv root)"/versions/3.1[123].*/bin/python | sort))
+  pythons=($(ls -d "$(pyenv root)"/versions/3.1[0123].*/bin/python | sort -V))
 fi
+export PPYC_NO_PROGRESS=1
 for py in "${pythons[@]}"; do
   v=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
   venv=$out/imports-venv-$v
   echo "=== CPython $v ($py)"
   [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
-  export PPYC_DISABLE=1 PPYC_NO_PROGRESS=1
-  if [ "${SETUP:-1}" = 1 ]; then  # SETUP=0: measure again with the venvs as they are
-  "$venv/bin/pip" install --disable-pip-version-check --quiet -r "$root/tests/requirements-dev.txt" \
-    -r "$root/tests/requirements-corpus.txt"
-  PATH="$venv/bin:$PATH" "$venv/bin/pip" install --disable-pip-version-check --quiet \
-    --no-build-isolation --force-reinstall --no-deps "$root"
-  "$venv/bin/python" -m ppyc compile --quiet
-  "$venv/bin/python" -m ppyc compile --quiet --stdlib
-  "$venv/bin/python" -m ppyc enable
+  if [ "${SETUP:-1}" = 1 ]; then
+    export PPYC_DISABLE=1
+    pip=("$venv/bin/pip" install --disable-pip-version-check --quiet)
+    "${pip[@]}" -r "$root/tests/requirements-dev.txt" -r "$root/tests/requirements-corpus.txt"
+    "${pip[@]}" -r "$root/benches/requirements-scientific.txt" \
+      || echo "warning: the scientific stack does not install for $v; left out"
+    PATH="$venv/bin:$PATH" "${pip[@]}" --no-build-isolation --force-reinstall --no-deps "$root"
+    "$venv/bin/python" -m ppyc compile --quiet
+    "$venv/bin/python" -m ppyc compile --quiet --stdlib
+    "$venv/bin/python" -m ppyc enable
+    bash "$root/benches/peers/setup_peers.sh" "$venv" "$results/peers-$v.jsonl"
+    unset PPYC_DISABLE
   fi
-  unset PPYC_DISABLE
-  "$venv/bin/python" "$root/benches/import_times.py" --runs "${RUNS:-20}" \
-    --json "$out/import_times-$v.json" --markdown "$out/import_times-$v.md"
+  "$venv/bin/python" "$root/benches/importtime_suite.py" measure --python "$venv/bin/python" \
+    --out "$results" --runs "${RUNS:-20}" --peers "$results/peers-$v.jsonl"
 done
+python3 "$root/benches/importtime_suite.py" markdown "$results" --write "$root/BENCHMARKS.md"

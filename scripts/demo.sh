@@ -46,25 +46,8 @@ for p in s["packs"]:
     if p.get("served"):
         print(f"  {p['served']:4d} from {p['path']}")
 PY
-step "import time, 10 fresh processes per side, alternating (benches/import_times.py measures properly)"
-"$venv/bin/python" - <<'PY'
-import os, statistics, subprocess, sys, time
-code = "import rich.console, requests, jinja2"
-def once(stock):
-    env = dict(os.environ)
-    env.pop("PPYC_DISABLE", None)
-    if stock:
-        env["PPYC_DISABLE"] = "1"
-    t = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], check=True, env=env)
-    return time.perf_counter() - t
-once(True); once(False)
-stock, packed = [], []
-for _ in range(10):
-    stock.append(once(True))
-    packed.append(once(False))
-s, p = statistics.median(stock), statistics.median(packed)
-print(f"`{code}`: stock {s * 1e3:.1f} ms, ppyc {p * 1e3:.1f} ms (medians), ppyc/stock {p / s:.2f}")
-PY
+step "ppyc importtime -c 'import rich.console, requests, jinja2' --runs 10 --html build/demo-importtime.html"
+(unset PPYC_DISABLE; "$venv/bin/ppyc" importtime -c "import rich.console, requests, jinja2" --runs 10 \
+  --top 12 --html "$root/build/demo-importtime.html")
 step "ppyc disable   (back to the stock importer; the packs stay)"
 "$venv/bin/ppyc" disable
