@@ -46,6 +46,9 @@ pub struct Target {
     pub value: String,
     /// How the user named it: `import rich.console`, `-m mytool`.
     pub label: String,
+    /// Arguments for the target (its `sys.argv[1:]`).
+    #[serde(default)]
+    pub args: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -433,6 +436,7 @@ mod tests {
                 kind: "c".into(),
                 value: "import a".into(),
                 label: "import a".into(),
+                args: vec![],
             },
             python: PythonInfo {
                 executable: "/py".into(),

@@ -347,7 +347,7 @@ fn memory_round(config: &Config, side: Side) -> Result<Vec<memory::Sample>, Erro
         let mut readers = Vec::new();
         for _ in 0..config.processes {
             let mut cmd = Command::new(&config.python);
-            cmd.args(["-c", &code]);
+            cmd.args(["-c", &code]).args(&config.target.args);
             side_env(&mut cmd, side, None);
             cmd.stdin(Stdio::piped())
                 .stdout(Stdio::piped())
@@ -461,6 +461,7 @@ fn run_once(
         "m" => cmd.args(["-m", &config.target.value]),
         _ => cmd.args(["-c", &config.target.value]),
     };
+    cmd.args(&config.target.args);
     side_env(&mut cmd, side, profile);
     run_captured(cmd, config.timeout).map_err(|e| Error::Spawn {
         python: config.python.clone(),

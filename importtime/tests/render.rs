@@ -54,6 +54,7 @@ fn report() -> Report {
                 kind: "c".into(),
                 value: "import pkg".into(),
                 label: "import pkg".into(),
+                args: vec![],
             },
             python: PythonInfo {
                 executable: "/usr/bin/python3".into(),

@@ -25,7 +25,10 @@ IT_TREE: dict[str, str | bytes] = {
         "raise RuntimeError('it failed on purpose')\n"
     ),
     "itmain/__init__.py": "",
-    "itmain/__main__.py": "import itpkg\nprint('main ran')\n",
+    "itmain/__main__.py": (
+        "import sys\nimport itpkg\n"
+        "if sys.argv[1:] != ['--flag', 'x']:\n    raise SystemExit(f'bad argv {sys.argv}')\n"
+    ),
 }
 SERVED = ["itpkg", "itpkg.alpha", "itpkg.beta", "itpkg.deep", "itpkg.deep.leaf"]
 
@@ -72,7 +75,12 @@ def test_json_report(itlib: Path, tmp_path: Path) -> None:
     report = json.loads(result.out)
     assert report["schema"] == "ppyc-importtime/1"
     meta = report["meta"]
-    assert meta["target"] == {"kind": "c", "value": "import itpkg", "label": "import itpkg"}
+    assert meta["target"] == {
+        "kind": "c",
+        "value": "import itpkg",
+        "label": "import itpkg",
+        "args": [],
+    }
     assert meta["runs"] == 3 and meta["warmup"] == 1
     assert meta["python"]["version"] == "{}.{}.{}".format(*sys.version_info[:3])
     assert meta["python"]["cache_tag"] == sys.implementation.cache_tag
@@ -136,7 +144,7 @@ def test_json_report(itlib: Path, tmp_path: Path) -> None:
 
 
 def test_table_and_dash_m(itlib: Path) -> None:
-    result = importtime(itlib, "-m", "itmain", "--runs", "2", "--top", "50")
+    result = importtime(itlib, "-m", "itmain", "--runs", "2", "--top", "50", "--", "--flag", "x")
     assert result.code == 0, result
     out = result.out
     assert out.startswith("ppyc importtime: -m itmain\n")

@@ -31,7 +31,7 @@ pub(crate) enum Command {
     /// Measure import time (and memory), stock versus ppyc, in fresh processes: wall time,
     /// every module's self time and ppyc's phases, what was not served and why.
     #[command(
-        after_help = "Examples:\n  ppyc importtime -c \"import requests\"\n  ppyc importtime -m mytool --html report.html\n  ppyc importtime rich.console --runs 30 --json\n  ppyc importtime -c \"import jinja2\" --memory --processes 4"
+        after_help = "Examples:\n  ppyc importtime -c \"import requests\"\n  ppyc importtime -m mytool --html report.html -- --version\n  ppyc importtime rich.console --runs 30 --json\n  ppyc importtime -c \"import jinja2\" --memory --processes 4"
     )]
     Importtime(ImporttimeArgs),
 }
@@ -78,6 +78,9 @@ pub(crate) struct ImporttimeArgs {
     /// Time limit for one run of the target, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 120.0)]
     pub(crate) timeout: f64,
+    /// Arguments for the target (its `sys.argv[1:]`), after `--`.
+    #[arg(last = true, value_name = "ARGS")]
+    pub(crate) args: Vec<String>,
 }
 
 #[derive(Debug, Args)]

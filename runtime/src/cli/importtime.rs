@@ -95,12 +95,14 @@ pub(crate) fn importtime(
             kind: "c".into(),
             value: code.clone(),
             label,
+            args: args.args.clone(),
         }
     } else if let Some(module) = &args.run_module {
         Target {
             kind: "m".into(),
             value: module.clone(),
             label: format!("-m {module}"),
+            args: args.args.clone(),
         }
     } else {
         let module = args.module.clone().unwrap_or_default();
@@ -116,6 +118,7 @@ pub(crate) fn importtime(
             kind: "c".into(),
             value: format!("import {module}"),
             label: format!("import {module}"),
+            args: args.args.clone(),
         }
     };
     let python = match &args.python {
