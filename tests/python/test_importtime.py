@@ -144,7 +144,7 @@ def test_json_report(itlib: Path, tmp_path: Path) -> None:
 
 
 def test_table_and_dash_m(itlib: Path) -> None:
-    result = importtime(itlib, "-m", "itmain", "--runs", "2", "--top", "50", "--", "--flag", "x")
+    result = importtime(itlib, "-m", "itmain", "--runs", "2", "--top", "1000", "--", "--flag", "x")
     assert result.code == 0, result
     out = result.out
     assert out.startswith("ppyc importtime: -m itmain\n")
