@@ -14,8 +14,8 @@ pub(crate) fn ms(us: f64) -> String {
     format!("{:.2} ms", us / 1000.0)
 }
 
-/// `12.3 MiB`.
-pub(crate) fn bytes(n: u64) -> String {
+/// `12.3 MiB` (also the `ppyc` command line's byte format).
+pub fn bytes(n: u64) -> String {
     let units = ["B", "KiB", "MiB", "GiB"];
     let mut v = n as f64;
     let mut unit = 0;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use ppyc_importtime::report::Target;
 use ppyc_importtime::{Config, Reporter, render};
 use pyo3::prelude::*;
@@ -18,18 +18,10 @@ struct Bar(ProgressBar);
 
 impl Bar {
     fn new() -> Self {
-        let target = if std::env::var_os("PPYC_NO_PROGRESS").is_some() {
-            ProgressDrawTarget::hidden()
-        } else {
-            ProgressDrawTarget::stderr()
-        };
-        let bar = ProgressBar::with_draw_target(None, target);
-        bar.set_style(
-            ProgressStyle::with_template("{prefix:>9} [{bar:30}] {pos}/{len} {elapsed}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
-        Self(bar)
+        Self(super::progress::bar(
+            false,
+            "{prefix:>9} [{bar:30}] {pos}/{len} {elapsed}",
+        ))
     }
 }
 

@@ -110,21 +110,7 @@ fn delegate(python: &Path, argv: &[String]) -> anyhow::Result<i32> {
     Ok(status.code().unwrap_or(FAILURE))
 }
 
-/// `12.3 MiB`.
-pub(crate) fn human_bytes(n: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < units.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", units[unit])
-    }
-}
+pub(crate) use ppyc_importtime::render::bytes as human_bytes;
 
 /// The pack of `dir` for this interpreter and optimisation level: in the tree, else in
 /// the user cache.

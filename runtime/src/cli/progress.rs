@@ -5,6 +5,24 @@ use std::path::Path;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ppyc_compiler::report::{Problem, Reporter};
 
+/// A bar on stderr (drawn only on a terminal, and not when `PPYC_NO_PROGRESS` is set or
+/// `hidden`), with `template`.
+pub(crate) fn bar(hidden: bool, template: &str) -> ProgressBar {
+    let target = if hidden || std::env::var_os("PPYC_NO_PROGRESS").is_some() {
+        ProgressDrawTarget::hidden()
+    } else {
+        // indicatif draws only when stderr is a terminal.
+        ProgressDrawTarget::stderr()
+    };
+    let bar = ProgressBar::with_draw_target(None, target);
+    bar.set_style(
+        ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar
+}
+
 /// Shows a progress bar (only on a terminal, and not when `PPYC_NO_PROGRESS` is set) and
 /// prints problems above it.
 pub(crate) struct BarReporter {
@@ -14,18 +32,7 @@ pub(crate) struct BarReporter {
 
 impl BarReporter {
     pub(crate) fn new(quiet: bool) -> Self {
-        let target = if quiet || std::env::var_os("PPYC_NO_PROGRESS").is_some() {
-            ProgressDrawTarget::hidden()
-        } else {
-            // indicatif draws only when stderr is a terminal.
-            ProgressDrawTarget::stderr()
-        };
-        let bar = ProgressBar::with_draw_target(None, target);
-        bar.set_style(
-            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {elapsed}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
+        let bar = bar(quiet, "{prefix} [{bar:30}] {pos}/{len} {elapsed}");
         Self { bar, quiet }
     }
 }
