@@ -706,10 +706,19 @@ fn equal(a: &Obj, b: &Obj, budget: &mut u32) -> bool {
         x.len() == y.len() && x.iter().zip(y).all(|(p, q)| equal(p, q, budget))
     };
     match (&**a, &**b) {
-        (Object::Tuple(x), Object::Tuple(y))
-        | (Object::List(x), Object::List(y))
-        | (Object::Set(x), Object::Set(y))
-        | (Object::FrozenSet(x), Object::FrozenSet(y)) => all(x, y, budget),
+        (Object::Tuple(x), Object::Tuple(y)) | (Object::List(x), Object::List(y)) => {
+            all(x, y, budget)
+        }
+        // A set's marshalled order is its iteration order in the process that wrote it,
+        // which depends on that process's hash seed (str and bytes hashes): compare sets
+        // as sets. Elements that have no canonical key (never the case for constants)
+        // are compared in order.
+        (Object::Set(x), Object::Set(y)) | (Object::FrozenSet(x), Object::FrozenSet(y)) => {
+            match (sorted_keys(x, budget), sorted_keys(y, budget)) {
+                (Some(p), Some(q)) => p == q,
+                _ => all(x, y, budget),
+            }
+        }
         (Object::Dict(x), Object::Dict(y)) => {
             x.len() == y.len()
                 && x.iter()
@@ -745,6 +754,97 @@ fn equal(a: &Obj, b: &Obj, budget: &mut u32) -> bool {
                 && opt(&x.exceptiontable, &y.exceptiontable, budget)
         }
         (x, y) => x == y,
+    }
+}
+
+/// The canonical keys of a set's elements, sorted: two sets hold the same elements (with
+/// exactly the same types) when these are equal. `None` if an element has no key.
+fn sorted_keys(items: &[Obj], budget: &mut u32) -> Option<Vec<Vec<u8>>> {
+    let mut keys = Vec::with_capacity(items.len());
+    for item in items {
+        let mut key = Vec::new();
+        canonical_key(item, &mut key, budget)?;
+        keys.push(key);
+    }
+    keys.sort_unstable();
+    Some(keys)
+}
+
+/// Appends a self-delimiting encoding of a hashable constant that is equal for two
+/// objects exactly when they are the same value of the same type (sets in any order;
+/// an `int` the same whichever marshal code wrote it). `None` for objects that cannot be
+/// set elements (code, list, dict, set) or once `budget` is spent.
+fn canonical_key(obj: &Object, out: &mut Vec<u8>, budget: &mut u32) -> Option<()> {
+    *budget = budget.checked_sub(1)?;
+    let blob = |out: &mut Vec<u8>, tag: u8, bytes: &[u8]| {
+        out.push(tag);
+        out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        out.extend_from_slice(bytes);
+    };
+    match obj {
+        Object::None => out.push(0),
+        Object::False => out.push(1),
+        Object::True => out.push(2),
+        Object::StopIteration => out.push(3),
+        Object::Ellipsis => out.push(4),
+        Object::Int(v) => {
+            // As a TYPE_LONG would hold it: sign, then 15-bit digits.
+            let mut magnitude = v.unsigned_abs();
+            let mut digits = Vec::new();
+            while magnitude != 0 {
+                digits.extend_from_slice(&((magnitude & 0x7fff) as u16).to_le_bytes());
+                magnitude >>= 15;
+            }
+            blob(out, 5 + u8::from(*v < 0), &digits);
+        }
+        Object::Long { negative, digits } => {
+            let bytes: Vec<u8> = digits.iter().flat_map(|d| d.to_le_bytes()).collect();
+            blob(out, 5 + u8::from(*negative), &bytes);
+        }
+        Object::Float(f) => float_key(f, out),
+        Object::Complex(re, im) => {
+            out.push(8);
+            float_key(re, out);
+            float_key(im, out);
+        }
+        Object::Bytes(b) => blob(out, 9, b),
+        Object::Str(s) => blob(out, 10, s),
+        Object::Tuple(items) => {
+            out.push(11);
+            out.extend_from_slice(&(items.len() as u64).to_le_bytes());
+            for item in items.iter() {
+                canonical_key(item, out, budget)?;
+            }
+        }
+        Object::FrozenSet(items) => {
+            out.push(12);
+            out.extend_from_slice(&(items.len() as u64).to_le_bytes());
+            for key in sorted_keys(items, budget)? {
+                out.extend_from_slice(&key);
+            }
+        }
+        Object::Slice(start, stop, step) => {
+            out.push(13);
+            for part in [start, stop, step] {
+                canonical_key(part, out, budget)?;
+            }
+        }
+        Object::List(_) | Object::Dict(_) | Object::Set(_) | Object::Code(_) => return None,
+    }
+    Some(())
+}
+
+fn float_key(f: &FloatRepr, out: &mut Vec<u8>) {
+    match f {
+        FloatRepr::Bits(bits) => {
+            out.push(7);
+            out.extend_from_slice(&bits.to_le_bytes());
+        }
+        FloatRepr::Text(text) => {
+            out.push(14);
+            out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+            out.extend_from_slice(text);
+        }
     }
 }
 

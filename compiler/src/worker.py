@@ -1,4 +1,5 @@
-# ppyc compile worker: run as `python -I -B worker.py` by compiler/src/workers.rs.
+# ppyc compile worker: run as `python -s -B worker.py` by compiler/src/workers.rs, with
+# PYTHONHASHSEED=0 and no other PYTHON* variable (isolated as -I would make it).
 #
 # One long-lived process compiles many sources, one request at a time, exactly as
 # `py_compile.compile` would (Lib/py_compile.py, 3.10-3.13): same loader calls, same pyc

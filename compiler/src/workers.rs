@@ -7,9 +7,10 @@
 //!
 //! # Design
 //!
-//! * **Workers.** Each worker is `<python> -I -B <worker.py>` with `PYTHONUNBUFFERED=1`
-//!   ([`WORKER_SCRIPT`], embedded with `include_str!` and written to a temporary file so that
-//!   Python's error messages name a real file). It announces itself with a `Ready` frame
+//! * **Workers.** Each worker is `<python> -s -B <worker.py>`, isolated as `-I` would make
+//!   it but with `PYTHONHASHSEED=0` (see `Worker::spawn`) ([`WORKER_SCRIPT`], embedded with
+//!   `include_str!` and written alone into a private temporary directory so that Python's
+//!   error messages name a real file). It announces itself with a `Ready` frame
 //!   (magic number, `sys.hexversion`, cache tag) within [`Timeouts::startup`].
 //! * **Protocol.** Binary frames (`u32` little-endian length + payload) both ways, so
 //!   paths are sent as raw bytes and any file name works, newlines included. Every request
@@ -399,8 +400,9 @@ pub struct WorkerPool {
     /// One slot per worker; `None` when its worker died and has not been replaced yet.
     /// Locked for the whole of [`WorkerPool::compile_all`].
     slots: Mutex<Vec<Option<Worker>>>,
-    /// The worker script on disk; deleted when the pool is dropped (after the workers).
-    script: tempfile::TempPath,
+    /// The worker script on disk, alone in a private directory; deleted when the pool is
+    /// dropped (after the workers).
+    script: WorkerScript,
 }
 
 impl fmt::Debug for WorkerPool {
@@ -427,7 +429,7 @@ impl WorkerPool {
                         thread::Builder::new()
                             .name("ppyc-worker-start".to_owned())
                             .spawn_scoped(scope, || {
-                                Worker::spawn(python, &script, timeouts.startup)
+                                Worker::spawn(python, &script.path, timeouts.startup)
                             })
                             .map_err(WorkerError::Thread)
                     })
@@ -663,7 +665,7 @@ impl WorkerPool {
     }
 
     fn spawn_worker(&self) -> Result<Worker, WorkerError> {
-        let (worker, info) = Worker::spawn(&self.python, &self.script, self.timeouts.startup)?;
+        let (worker, info) = Worker::spawn(&self.python, &self.script.path, self.timeouts.startup)?;
         if info == self.interpreter {
             Ok(worker)
         } else {
@@ -691,16 +693,21 @@ impl Drop for WorkerPool {
     }
 }
 
-fn write_script() -> Result<tempfile::TempPath, WorkerError> {
-    let mut file = tempfile::Builder::new()
+/// `worker.py` written alone into a new private directory. The directory is the script's
+/// `sys.path[0]` on 3.10 (which has no `-P`), so nothing else may be in it.
+struct WorkerScript {
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn write_script() -> Result<WorkerScript, WorkerError> {
+    let dir = tempfile::Builder::new()
         .prefix("ppyc_worker_")
-        .suffix(".py")
-        .tempfile()
+        .tempdir()
         .map_err(WorkerError::Script)?;
-    file.write_all(WORKER_SCRIPT.as_bytes())
-        .and_then(|()| file.flush())
-        .map_err(WorkerError::Script)?;
-    Ok(file.into_temp_path())
+    let path = dir.path().join("ppyc_worker.py");
+    std::fs::write(&path, WORKER_SCRIPT.as_bytes()).map_err(WorkerError::Script)?;
+    Ok(WorkerScript { path, _dir: dir })
 }
 
 /// The end of a worker's stderr.
@@ -752,17 +759,34 @@ struct Worker {
 }
 
 impl Worker {
-    /// Starts `python -I -B script` and waits for its `Ready` frame.
+    /// Starts `python -s -B script` (see the environment below) and waits for its `Ready` frame.
     fn spawn(
         python: &Path,
         script: &Path,
         startup: Option<Duration>,
     ) -> Result<(Self, WorkerInterpreter), WorkerError> {
-        let mut child = Command::new(python)
-            .arg("-I")
+        let mut command = Command::new(python);
+        // Isolated as `-I` would make it, but with a fixed hash seed (which `-I` would
+        // ignore): no PYTHON* or PPYC_* variable of the caller reaches the worker (so no
+        // PYTHONPATH, no profile file of ppyc's own), no user site-packages, no script
+        // directory on sys.path (3.11+; on 3.10 it is the script's private directory),
+        // and ppyc's hook stays off. The seed makes what the compiler writes independent
+        // of the run: on 3.10, marshal writes set constants in iteration order, which
+        // depends on the hash seed (spec/FORMAT.md, "Set order").
+        for (key, _) in std::env::vars_os() {
+            let key_bytes = key.as_bytes();
+            if key_bytes.starts_with(b"PYTHON") || key_bytes.starts_with(b"PPYC_") {
+                command.env_remove(&key);
+            }
+        }
+        let mut child = command
+            .arg("-s")
             .arg("-B")
             .arg(script)
+            .env("PYTHONHASHSEED", "0")
+            .env("PYTHONSAFEPATH", "1")
             .env("PYTHONUNBUFFERED", "1")
+            .env("PPYC_DISABLE", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -267,3 +267,97 @@ fn same_code_tells_modules_apart_and_ignores_filenames() {
         assert!(summary.contains("nested code objects: 1"), "{summary}");
     }
 }
+
+/// The marshalled order of a set constant depends on the process that wrote it: on 3.10
+/// it is the set's iteration order (the hash seed); 3.11+ sorts the elements by their own
+/// marshalled bytes, which say whether that process had interned a string (one-character
+/// strings are shared singletons, so any earlier `sys.intern('{')` shows). Two `.pyc` of
+/// one source written by such processes hold the same code (`ppyc verify` called freshly
+/// installed modules "different"); sets with other elements, or with elements of other
+/// types, still differ.
+#[test]
+fn same_code_compares_sets_as_sets() {
+    const SOURCE: &str = "def f(x):\n    return x in {'alpha', 'beta', 'gamma', '{', '}', '*', '-', \
+                          'x y', 'u v', b'iota', (1, 'kappa'), '[', ']'}\n\
+                          for c in {'lambda', '(', ')', 'pi'}:\n    pass\n";
+    // The code of `source` marshalled by a process with hash seed `seed` that first
+    // interned `interned` (each a one-character string).
+    let dump = |python: &Path, source: &str, seed: u32, interned: &str| -> (PyVersion, Vec<u8>) {
+        // No -I/-E here: they would make the interpreter ignore PYTHONHASHSEED.
+        let out = Command::new(python)
+            .args(["-S", "-s", "-B", "-c"])
+            .arg(format!(
+                "import marshal, sys, importlib.util\n\
+                 for ch in {interned:?}:\n    sys.intern(ch)\n\
+                 co = compile({source:?}, '/m.py', 'exec')\n\
+                 sys.stdout.buffer.write(importlib.util.MAGIC_NUMBER + marshal.dumps(co))\n"
+            ))
+            .env("PYTHONHASHSEED", seed.to_string())
+            .env_remove("PYTHONPATH")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let magic = [out.stdout[0], out.stdout[1], out.stdout[2], out.stdout[3]];
+        (
+            PyVersion::from_magic(magic).unwrap(),
+            out.stdout[4..].to_vec(),
+        )
+    };
+    let pythons = common::pythons();
+    assert!(!pythons.is_empty(), "no interpreter to test with");
+    for python in pythons {
+        let (v, first) = dump(&python, SOURCE, 1, "");
+        // Another writing process whose bytes differ. 3.13 interns every one-character
+        // string at start-up, and we found no process state that changes its order.
+        let natural = (2..50)
+            .map(|seed| dump(&python, SOURCE, seed, "{}[(").1)
+            .find(|bytes| *bytes != first);
+        assert!(
+            natural.is_some() || v >= PyVersion::V3_13,
+            "{}: the set order never changed with the writing process",
+            python.display()
+        );
+        // On every version, a writer that put two elements in the other order: 'x y' and
+        // 'u v' swapped in place. Both have the same length and the same flags (unshared,
+        // or both with FLAG_REF and no later reference), so no reference numbering changes.
+        let find = |text: &[u8]| {
+            let hits: Vec<usize> = (0..first.len() - text.len() - 1)
+                .filter(|&i| first[i + 1] == 3 && first[i + 2..].starts_with(text))
+                .filter(|&i| first[i] & 0x7f == b'z')
+                .collect();
+            assert_eq!(hits.len(), 1, "{}: {text:?} in {first:?}", python.display());
+            hits[0]
+        };
+        let (i, j) = (find(b"x y"), find(b"u v"));
+        assert_eq!(first[i], first[j], "the same flags");
+        let mut swapped = first.clone();
+        swapped[i + 2..i + 5].copy_from_slice(b"u v");
+        swapped[j + 2..j + 5].copy_from_slice(b"x y");
+        assert!(marshal::validate(&swapped, v).is_ok());
+        for other in natural.iter().chain([&swapped]) {
+            assert!(
+                marshal::same_code(&first, other, v),
+                "{}: the same sets in another order",
+                python.display()
+            );
+        }
+        for changed in [
+            SOURCE.replace("'gamma'", "'gamma2'"),
+            SOURCE.replace("b'iota'", "'iota'"),
+            SOURCE.replace("(1, 'kappa')", "(True, 'kappa')"),
+            SOURCE.replace("'['", "'<'"),
+            SOURCE.replace("'pi'}", "'pi', 'rho'}"),
+        ] {
+            let (_, bytes) = dump(&python, &changed, 1, "");
+            assert!(
+                !marshal::same_code(&first, &bytes, v),
+                "{}: {changed:?} is other code",
+                python.display()
+            );
+        }
+    }
+}

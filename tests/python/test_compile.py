@@ -108,6 +108,84 @@ def test_deterministic(tree: Path) -> None:
     assert (tree / PACK).read_bytes() == first
 
 
+SETS = (
+    "def f(x):\n"
+    "    return x in {'alpha', 'beta', 'gamma', '{', '}', '*', '-', 'x y', 'u v', b'iota'}\n"
+    "for c in {'lambda', '(', ')', 'pi', 'rho', 'sigma'}:\n"
+    "    pass\n"
+)
+
+
+def test_deterministic_whatever_the_hash_seed(tree: Path) -> None:
+    """Compiling workers run with a fixed hash seed: on 3.10 marshal writes set constants
+    in iteration order, which would otherwise change from run to run."""
+    write(tree, {"sets.py": SETS})
+    packs = []
+    for seed in ("1", "2", "random"):
+        r = run_ppyc("compile", "--force", "--no-write-pyc", tree, env={"PYTHONHASHSEED": seed})
+        assert r.code == 0, r
+        assert "9 compiled" in r.out, r
+        packs.append((tree / PACK).read_bytes())
+    assert packs[0] == packs[1] == packs[2]
+
+
+def swapped_pyc(source: Path) -> bytes:
+    """A `.pyc` of `source` as another process could have written it: the set elements
+    'x y' and 'u v' in the other order (3.10 writes sets in hash order; 3.11+ sorts them by
+    their marshalled bytes, which depend on the writing process's interning)."""
+    import importlib.util
+
+    code = compile(source.read_bytes(), str(source), "exec", dont_inherit=True)
+    data = bytearray(marshal.dumps(code))
+    spans = []
+    for text in (b"x y", b"u v"):
+        hits = [
+            i
+            for i in range(len(data) - 5)
+            if data[i] & 0x7F == ord("z") and data[i + 1] == 3 and data[i + 2 : i + 5] == text
+        ]
+        assert len(hits) == 1, (text, bytes(data))
+        spans.append(hits[0])
+    i, j = spans
+    assert data[i] == data[j]  # the same flags: no reference numbering changes
+    data[i + 2 : i + 5], data[j + 2 : j + 5] = b"u v", b"x y"
+    assert marshal.loads(bytes(data)) == code
+    st = source.stat()
+    header = importlib.util.MAGIC_NUMBER + (0).to_bytes(4, "little")
+    header += int(st.st_mtime).to_bytes(4, "little")
+    header += (st.st_size & 0xFFFFFFFF).to_bytes(4, "little")
+    return header + bytes(data)
+
+
+def test_verify_compares_sets_as_sets(tree: Path) -> None:
+    """A `.pyc` that another process wrote with its set constants in another order is
+    the same code: compile keeps its bytes (what the stock importer loads) and verify
+    accepts it."""
+    import importlib.util
+
+    write(tree, {"sets.py": SETS})
+    pyc = Path(importlib.util.cache_from_source(str(tree / "sets.py")))
+    pyc.parent.mkdir(exist_ok=True)
+    data = swapped_pyc(tree / "sets.py")
+    pyc.write_bytes(data)
+    r = run_ppyc("compile", tree)
+    assert r.code == 0, r
+    assert "1 from .pyc" in r.out, r
+    pack = ppyc.Pack(tree / PACK)
+    assert pack.payload("sets") == data[16:]
+    ok = run_ppyc("verify", tree)
+    assert ok.code == 0, ok
+    assert "OK, 9 modules match their sources" in ok.out, ok
+    # Another element is another set.
+    (tree / "sets.py").write_text(SETS.replace("'pi'", "'pj'"))
+    os.utime(tree / "sets.py", ns=(pack.record("sets")["source_mtime_ns"],) * 2)
+    pyc.write_bytes(data)  # the old code, passed off as fresh (same size and mtime)
+    assert run_ppyc("compile", "--force", tree).code == 0
+    bad = run_ppyc("verify", tree)
+    assert bad.code == 1, bad
+    assert "sets: stored code differs" in bad.out, bad
+
+
 def test_syntax_error_and_unreadable_file(tree: Path) -> None:
     write(tree, {"broken.py": "def f(:\n    pass\n", "pkg/bad_utf8.py": b"x = '\xff\xfe'\n"})
     # A dangling symlink is no module for the stock importer either (`_path_isfile` fails).
