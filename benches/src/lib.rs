@@ -39,6 +39,7 @@ pub fn synthetic_pack(count: usize, avg_payload: usize) -> Vec<u8> {
             source_blake3: *blake3::hash(&payload).as_bytes(),
             pyc_flags: 0,
             payload,
+            image: None,
         })
         .expect("unique names");
     }

@@ -46,6 +46,19 @@ pub struct BuildOptions {
     pub incremental: bool,
     /// Write the `.pyc` of compiled sources to `__pycache__` (as `compileall` does).
     pub write_pyc: bool,
+    /// Make an image pack (image mode): every module gets an image where the target can
+    /// make one. `None`: a marshal pack.
+    pub images: Option<ImageOptions>,
+}
+
+/// How to make images (`spec/FORMAT.md` §11).
+#[derive(Clone, Debug)]
+pub struct ImageOptions {
+    /// The target's layout description (`ILAY`); the image workers must report its
+    /// fingerprint.
+    pub layout: Vec<u8>,
+    /// ppyc's extension for the target interpreter, which the image workers load.
+    pub native: PathBuf,
 }
 
 impl Default for BuildOptions {
@@ -57,6 +70,7 @@ impl Default for BuildOptions {
             timeout: Duration::from_secs(60),
             incremental: true,
             write_pyc: true,
+            images: None,
         }
     }
 }
@@ -93,6 +107,15 @@ pub struct BuildSummary {
     pub phases: Vec<(&'static str, f64)>,
     /// Whether the pack on disk was already byte-identical (so it was not rewritten).
     pub unchanged: bool,
+    /// Image packs: modules with an image (made now or reused).
+    pub images: usize,
+    /// Image packs: modules made an image of in this build.
+    pub images_made: usize,
+    /// Image packs: modules without an image (served with `marshal.loads`), with why; at
+    /// most a few kept, with the total count.
+    pub images_refused: Vec<String>,
+    /// Image packs: how many modules have no image.
+    pub images_refused_count: usize,
 }
 
 /// Why a build could not produce a pack.
@@ -126,6 +149,8 @@ pub enum BuildError {
     Format(#[from] FormatError),
     #[error(transparent)]
     Workers(#[from] workers::WorkerError),
+    #[error("the image workers report layout fingerprint {found}, the build expects {expected}")]
+    LayoutMismatch { expected: String, found: String },
 }
 
 /// Where a module's code came from.
@@ -142,7 +167,9 @@ struct Stat {
 }
 
 enum Classified {
-    Ready(ModuleInput, Origin),
+    /// A module whose code is known; the flag says whether its image is settled (reused
+    /// from the previous pack, with or without an image).
+    Ready((ModuleInput, bool), Origin),
     Compile {
         module: SourceModule,
         stat: Stat,
@@ -227,6 +254,7 @@ fn input(
         source_blake3: blake3,
         pyc_flags,
         payload,
+        image: None,
     }
 }
 
@@ -262,6 +290,8 @@ struct Context<'a> {
     version: marshal::PyVersion,
     optimize: pyc::OptLevel,
     previous: Option<&'a (Pack, i64)>,
+    /// Whether the previous pack's images are usable for this build (same layout).
+    reuse_images: bool,
 }
 
 impl Context<'_> {
@@ -288,7 +318,10 @@ impl Context<'_> {
                 if let Ok(payload) = m.payload() {
                     let blake3 = *m.source_blake3();
                     return Classified::Ready(
-                        input(&module, &stat, blake3, m.pyc_flags(), payload.to_vec()),
+                        self.reused(
+                            input(&module, &stat, blake3, m.pyc_flags(), payload.to_vec()),
+                            &m,
+                        ),
                         Origin::Reused,
                     );
                 }
@@ -306,7 +339,10 @@ impl Context<'_> {
             if *m.source_blake3() == blake3 {
                 if let Ok(payload) = m.payload() {
                     return Classified::Ready(
-                        input(&module, &stat, blake3, m.pyc_flags(), payload.to_vec()),
+                        self.reused(
+                            input(&module, &stat, blake3, m.pyc_flags(), payload.to_vec()),
+                            &m,
+                        ),
                         Origin::Reused,
                     );
                 }
@@ -315,7 +351,10 @@ impl Context<'_> {
         // 2. A .pyc CPython would accept.
         let cfile = pyc::cache_path(&module.source, &self.interp.cache_tag, self.optimize);
         if let Some((flags, payload)) = self.fresh_pyc(&cfile, &stat, &source) {
-            return Classified::Ready(input(&module, &stat, blake3, flags, payload), Origin::Pyc);
+            return Classified::Ready(
+                (input(&module, &stat, blake3, flags, payload), false),
+                Origin::Pyc,
+            );
         }
         // 3. Compile.
         Classified::Compile {
@@ -323,6 +362,21 @@ impl Context<'_> {
             stat,
             blake3,
             cfile,
+        }
+    }
+
+    /// A module reused from the previous pack, with its image when that pack's images
+    /// were made for the same layout (`None` there means: no image, known already).
+    fn reused(&self, mut input: ModuleInput, m: &ppyc_format::Module<'_>) -> (ModuleInput, bool) {
+        if !self.reuse_images {
+            return (input, false);
+        }
+        match m.checked_image() {
+            Ok(image) => {
+                input.image = image;
+                (input, true)
+            }
+            Err(_) => (input, false),
         }
     }
 
@@ -343,6 +397,66 @@ impl Context<'_> {
         marshal::validate(payload, self.version).ok()?;
         Some((header.flags(), payload.to_vec()))
     }
+}
+
+/// How many reasons for missing images a summary keeps.
+const REFUSALS_KEPT: usize = 5;
+
+/// Gives every module whose image is not settled an image, made by the image workers from
+/// its payload (`spec/FORMAT.md` §11.2); a module the snapshot refuses keeps its payload
+/// only.
+fn make_images(
+    interp: &Interpreter,
+    options: &BuildOptions,
+    images: &ImageOptions,
+    inputs: &mut [(ModuleInput, bool)],
+    summary: &mut BuildSummary,
+) -> Result<(), BuildError> {
+    let pending: Vec<usize> = (0..inputs.len()).filter(|&i| !inputs[i].1).collect();
+    if !pending.is_empty() {
+        let pool = workers::WorkerPool::start_images(
+            &interp.executable,
+            options.jobs.clamp(1, pending.len()),
+            workers::Timeouts {
+                startup: Some(Duration::from_secs(30)),
+                per_file: Some(options.timeout),
+            },
+            &images.native,
+        )?;
+        let expected = *blake3::hash(&images.layout).as_bytes();
+        let found = pool.interpreter().image_fingerprint;
+        if found != Some(expected) {
+            let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+            return Err(BuildError::LayoutMismatch {
+                expected: hex(&expected),
+                found: found.map_or_else(|| "none".into(), |f| hex(&f)),
+            });
+        }
+        let jobs = pending
+            .iter()
+            .map(|&i| workers::ImageJob {
+                module: inputs[i].0.name.clone(),
+                payload: inputs[i].0.payload.clone(),
+            })
+            .collect();
+        let results = pool.snapshot_all(jobs, |_, _| {});
+        for (&i, (_, result)) in pending.iter().zip(results) {
+            match result {
+                Ok(image) => {
+                    inputs[i].0.image = Some(image);
+                    summary.images_made += 1;
+                }
+                Err(failure) => {
+                    if summary.images_refused.len() < REFUSALS_KEPT {
+                        summary.images_refused.push(failure.to_string());
+                    }
+                }
+            }
+        }
+    }
+    summary.images = inputs.iter().filter(|(m, _)| m.image.is_some()).count();
+    summary.images_refused_count = inputs.len() - summary.images;
+    Ok(())
 }
 
 /// Builds (or rebuilds) the pack of `dir` for `interp`.
@@ -410,11 +524,18 @@ pub fn build_pack(
         summary.problems.push(p);
     }
 
+    let layout_fingerprint = options
+        .images
+        .as_ref()
+        .map(|i| *blake3::hash(&i.layout).as_bytes());
     let context = Context {
         interp,
         version,
         optimize: opt_level,
         previous: previous.as_ref(),
+        reuse_images: previous
+            .as_ref()
+            .is_some_and(|(p, _)| Some(p.header().layout_fingerprint) == layout_fingerprint),
     };
     let classified: Vec<Classified> = modules
         .into_par_iter()
@@ -430,6 +551,11 @@ pub fn build_pack(
     let mut writer = PackWriter::new(target.clone())?;
     writer.set_meta("generator", concat!("ppyc ", env!("CARGO_PKG_VERSION")));
     writer.set_meta("root", &real.to_string_lossy());
+    if let Some(images) = &options.images {
+        writer.set_layout(images.layout.clone());
+    }
+    // Every module's input, and whether its image is settled.
+    let mut inputs: Vec<(ModuleInput, bool)> = Vec::new();
     let mut to_compile = Vec::new();
     for c in classified {
         match c {
@@ -438,7 +564,7 @@ pub fn build_pack(
                     Origin::Reused => summary.reused += 1,
                     Origin::Pyc => summary.from_pyc += 1,
                 }
-                writer.add(input)?;
+                inputs.push(input);
             }
             Classified::Failed(p) => {
                 reporter.on_problem(&p);
@@ -502,13 +628,10 @@ pub fn build_pack(
                     }
                     summary.compiled += 1;
                     summary.pyc_written += usize::from(compiled.written);
-                    writer.add(input(
-                        &module,
-                        &stat,
-                        blake3,
-                        header.flags(),
-                        payload.to_vec(),
-                    ))?;
+                    inputs.push((
+                        input(&module, &stat, blake3, header.flags(), payload.to_vec()),
+                        false,
+                    ));
                 }
                 Err(failure) => {
                     let p = failure_problem(&failure);
@@ -520,6 +643,13 @@ pub fn build_pack(
     }
 
     lap("compile");
+    if let Some(images) = &options.images {
+        make_images(interp, options, images, &mut inputs, &mut summary)?;
+        lap("images");
+    }
+    for (input, _) in inputs {
+        writer.add(input)?;
+    }
     summary.modules = writer.len();
     let bytes = writer.finish()?;
     lap("encode");

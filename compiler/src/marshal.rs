@@ -200,6 +200,8 @@ struct Reader<'a> {
     /// The reference table; `None` marks a reserved slot not yet filled.
     refs: Vec<Option<Obj>>,
     depth: usize,
+    /// The strings read with an interned type code (`t`, `A`, `Z`), by address.
+    interned: std::collections::HashSet<usize>,
 }
 
 impl<'a> Reader<'a> {
@@ -254,6 +256,14 @@ impl<'a> Reader<'a> {
     }
 
     /// Registers `obj` for `FLAG_REF` (`R_REF`/`r_ref` in marshal.c).
+    fn string(&mut self, interned: bool, text: Rc<[u8]>) -> Obj {
+        let s = Rc::new(Object::Str(text));
+        if interned {
+            self.interned.insert(Rc::as_ptr(&s) as usize);
+        }
+        s
+    }
+
     fn remember(&mut self, flag: bool, obj: Obj) -> Obj {
         if flag {
             self.refs.push(Some(obj.clone()));
@@ -365,7 +375,7 @@ impl<'a> Reader<'a> {
                 let b: Rc<[u8]> = self.bytes(n)?.into();
                 self.remember(flag, Rc::new(Object::Bytes(b)))
             }
-            b'u' | b't' => {
+            t @ (b'u' | b't') => {
                 let n = self.len(1)?;
                 let b = self.bytes(n)?;
                 if !valid_utf8_surrogatepass(b) {
@@ -374,17 +384,20 @@ impl<'a> Reader<'a> {
                         what: "string is not UTF-8",
                     });
                 }
-                self.remember(flag, Rc::new(Object::Str(b.into())))
+                let s = self.string(t == b't', b.into());
+                self.remember(flag, s)
             }
-            b'a' | b'A' => {
+            t @ (b'a' | b'A') => {
                 let n = self.len(1)?;
                 let b = self.bytes(n)?;
-                self.remember(flag, Rc::new(Object::Str(latin1_to_utf8(b))))
+                let s = self.string(t == b'A', latin1_to_utf8(b));
+                self.remember(flag, s)
             }
-            b'z' | b'Z' => {
+            t @ (b'z' | b'Z') => {
                 let n = usize::from(self.byte()?);
                 let b = self.bytes(n)?;
-                self.remember(flag, Rc::new(Object::Str(latin1_to_utf8(b))))
+                let s = self.string(t == b'Z', latin1_to_utf8(b));
+                self.remember(flag, s)
             }
             b')' => {
                 let n = usize::from(self.byte()?);
@@ -607,15 +620,42 @@ fn latin1_to_utf8(b: &[u8]) -> Rc<[u8]> {
 ///
 /// Bytes after the object are ignored, as `marshal.loads` ignores them.
 pub fn parse(data: &[u8], version: PyVersion) -> Result<Object, MarshalError> {
+    let obj = parse_annotated(data, version)?.root;
+    Ok(Rc::try_unwrap(obj).unwrap_or_else(|rc| (*rc).clone()))
+}
+
+/// A parsed marshal stream that remembers which strings were written as interned.
+#[derive(Debug)]
+pub struct Annotated {
+    /// The top-level object.
+    pub root: Obj,
+    interned: std::collections::HashSet<usize>,
+}
+
+impl Annotated {
+    /// Whether `s` (a string of this tree) was written with an interned type code
+    /// (`t`, `A`, `Z`), so that `marshal.loads` interns it.
+    #[must_use]
+    pub fn is_interned(&self, s: &Obj) -> bool {
+        self.interned.contains(&(Rc::as_ptr(s) as usize))
+    }
+}
+
+/// Parses like [`parse`], also recording which strings were marked interned.
+pub fn parse_annotated(data: &[u8], version: PyVersion) -> Result<Annotated, MarshalError> {
     let mut r = Reader {
         data,
         pos: 0,
         version,
         refs: Vec::new(),
         depth: 0,
+        interned: std::collections::HashSet::new(),
     };
-    let obj = r.object()?;
-    Ok(Rc::try_unwrap(obj).unwrap_or_else(|rc| (*rc).clone()))
+    let root = r.object()?;
+    Ok(Annotated {
+        root,
+        interned: r.interned,
+    })
 }
 
 /// Checks that `data` is one well-formed marshal object whose top level is a code object
@@ -775,6 +815,21 @@ fn sorted_keys(items: &[Obj], budget: &mut u32) -> Option<Vec<Vec<u8>>> {
 /// an `int` the same whichever marshal code wrote it). `None` for objects that cannot be
 /// set elements (code, list, dict, set) or once `budget` is spent.
 fn canonical_key(obj: &Object, out: &mut Vec<u8>, budget: &mut u32) -> Option<()> {
+    canonical_key_into(obj, out, budget)
+}
+
+/// The canonical key of a set element (the same for two objects exactly when they are the
+/// same value of the same type; sets in any order): how `ppyc verify` compares sets, and
+/// how image snapshots match a frozenset's live items with their stream order. `None` for
+/// objects that cannot be set elements.
+#[must_use]
+pub fn set_element_key(obj: &Object) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    canonical_key_into(obj, &mut out, &mut 1_000_000)?;
+    Some(out)
+}
+
+fn canonical_key_into(obj: &Object, out: &mut Vec<u8>, budget: &mut u32) -> Option<()> {
     *budget = budget.checked_sub(1)?;
     let blob = |out: &mut Vec<u8>, tag: u8, bytes: &[u8]| {
         out.push(tag);

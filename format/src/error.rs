@@ -64,6 +64,10 @@ pub enum FormatError {
     TooLarge(&'static str),
     #[error("cannot serialise a module record: {0}")]
     Serialize(String),
+    #[error("the image sections are unusable: {0}")]
+    BadImage(String),
+    #[error("module `{0}` has an image but the pack has no layout description")]
+    ImageWithoutLayout(String),
 }
 
 impl FormatError {

@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use crate::bytes::{array_at, u16_at, u32_at, u64_at};
 use crate::error::FormatError;
 
 /// The 8 magic bytes every pack starts with (PNG style: a non-ASCII first byte, then a
@@ -15,8 +16,8 @@ pub const HEADER_SIZE: usize = 256;
 pub const SECTION_ENTRY_SIZE: usize = 64;
 /// The highest read version this reader understands; packs with a higher one are refused.
 pub const READ_VERSION: u32 = 1;
-/// The write version of packs this crate produces.
-pub const WRITE_VERSION: u32 = 1;
+/// The write version of packs this crate produces (2: image sections, `spec/FORMAT.md` §11).
+pub const WRITE_VERSION: u32 = 2;
 /// Header flags in this mask are *required*: a reader refuses a pack that sets one it does
 /// not know. Flags outside it are optional and ignored when unknown. Version 1 defines none.
 pub const FLAG_REQUIRED_MASK: u32 = 0x0000_ffff;
@@ -51,19 +52,29 @@ impl SectionId {
     pub const PAYL: Self = Self(*b"PAYL");
     /// Optional `key=value` metadata.
     pub const META: Self = Self(*b"META");
-    /// Reserved for image mode: object images.
+    /// Image mode: the object areas of the module images.
     pub const IMGO: Self = Self(*b"IMGO");
-    /// Reserved for image mode: relocation tables.
+    /// Image mode: the per-module image directory and relocation data.
     pub const IREL: Self = Self(*b"IREL");
-    /// Reserved for image mode: the pack-wide name table.
+    /// Image mode: the pack-wide identifier table.
     pub const INAM: Self = Self(*b"INAM");
-    /// Reserved for image mode: the layout description.
+    /// Image mode: the layout description the images assume.
     pub const ILAY: Self = Self(*b"ILAY");
 
     /// Sections this version of the reader understands.
     #[must_use]
     pub fn is_known(self) -> bool {
-        matches!(self, Self::INDX | Self::RECS | Self::PAYL | Self::META)
+        matches!(
+            self,
+            Self::INDX
+                | Self::RECS
+                | Self::PAYL
+                | Self::META
+                | Self::IMGO
+                | Self::IREL
+                | Self::INAM
+                | Self::ILAY
+        )
     }
 }
 
@@ -165,30 +176,6 @@ impl SectionEntry {
     pub fn is_required(&self) -> bool {
         self.flags & SECTION_FLAG_REQUIRED != 0
     }
-}
-
-pub(crate) fn u16_at(b: &[u8], at: usize) -> u16 {
-    let mut a = [0; 2];
-    a.copy_from_slice(&b[at..at + 2]);
-    u16::from_le_bytes(a)
-}
-
-pub(crate) fn u32_at(b: &[u8], at: usize) -> u32 {
-    let mut a = [0; 4];
-    a.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(a)
-}
-
-pub(crate) fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut a = [0; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
-}
-
-pub(crate) fn array_at<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
-    let mut a = [0; N];
-    a.copy_from_slice(&b[at..at + N]);
-    a
 }
 
 impl Header {

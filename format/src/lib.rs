@@ -28,8 +28,10 @@
 //! after a successful check). No input, however corrupt, can make it panic, read out of
 //! bounds or loop forever: see `format/tests/corruption.rs`.
 
+pub mod bytes;
 mod error;
 mod header;
+pub mod image;
 mod location;
 mod reader;
 mod record;
@@ -40,7 +42,8 @@ pub use header::{
     FLAG_REQUIRED_MASK, HEADER_SIZE, Header, MAGIC, READ_VERSION, SECTION_ENTRY_SIZE,
     SECTION_FLAG_REQUIRED, SectionEntry, SectionId, Target, WRITE_VERSION, rkyv_features,
 };
+pub use image::{FrozenSetImage, ImageRef, ModuleImage, Word};
 pub use location::{cache_dir, cache_pack_path, in_tree_pack_path, pack_file_name};
-pub use reader::{INDEX_ENTRY_SIZE, Module, Pack, VerifyReport, name_hash};
+pub use reader::{INDEX_ENTRY_SIZE, Images, Module, Pack, VerifyReport, name_hash};
 pub use record::{ArchivedModuleRecord, ModuleRecord};
 pub use writer::{ModuleInput, PackWriter, write_atomic};

@@ -9,8 +9,10 @@ use std::path::{Path, PathBuf};
 
 use rkyv::util::AlignedVec;
 
+use crate::bytes::{array_at, u32_at, u64_at};
 use crate::error::FormatError;
-use crate::header::{Header, SectionEntry, SectionId, array_at, u32_at, u64_at};
+use crate::header::{Header, SectionEntry, SectionId};
+use crate::image::{DIRECTORY_ENTRY_SIZE, ImageRanges, ImageRef, Names, image_ref};
 use crate::record::ArchivedModuleRecord;
 
 /// Size of one lookup-table entry in the `INDX` section.
@@ -30,14 +32,15 @@ pub fn name_hash(name: &[u8]) -> u64 {
 }
 
 enum Backing {
-    Mmap(memmap2::Mmap),
+    /// The mapping, and the file for reads that must not touch the mapping.
+    Mmap(memmap2::Mmap, File),
     Owned(AlignedVec<16>),
 }
 
 impl Backing {
     fn bytes(&self) -> &[u8] {
         match self {
-            Self::Mmap(m) => m,
+            Self::Mmap(m, _) => m,
             Self::Owned(v) => v,
         }
     }
@@ -53,6 +56,9 @@ pub struct Pack {
     recs: Range<usize>,
     payl: Range<usize>,
     count: usize,
+    /// The image sections: `None` without them, an error when they are unusable (the
+    /// marshal payloads stay usable).
+    images: Option<Result<ImageRanges, String>>,
 }
 
 impl std::fmt::Debug for Pack {
@@ -70,6 +76,17 @@ impl std::fmt::Debug for Pack {
 pub struct Module<'a> {
     pack: &'a Pack,
     record: &'a ArchivedModuleRecord,
+    /// Its lookup-table entry.
+    index: usize,
+}
+
+/// The image sections of a pack (`spec/FORMAT.md` §11), located and bounds checked.
+#[derive(Clone, Copy, Debug)]
+pub struct Images<'a> {
+    /// The layout description (`ILAY`); its BLAKE3 is the header's fingerprint.
+    pub layout: &'a [u8],
+    /// The pack-wide identifier table (`INAM`).
+    pub names: Names<'a>,
 }
 
 /// What [`Pack::verify`] found.
@@ -108,7 +125,7 @@ impl Pack {
         // the file in place could still raise SIGBUS; spec/FORMAT.md §9 documents that packs
         // must only be replaced by rename, as for shared libraries.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| FormatError::io(path, e))?;
-        let mut pack = Self::from_backing(Backing::Mmap(map))?;
+        let mut pack = Self::from_backing(Backing::Mmap(map, file))?;
         pack.path = Some(path.to_path_buf());
         Ok(pack)
     }
@@ -148,6 +165,10 @@ impl Pack {
         if recs.start % ITEM_ALIGN != 0 || payl.start % ITEM_ALIGN != 0 || indx.start % 8 != 0 {
             return Err(FormatError::BadIndex("INDX, RECS or PAYL is misaligned"));
         }
+        let images = (header.layout_fingerprint != [0; 32]).then(|| {
+            Self::image_ranges(backing.bytes(), &header, &sections, count)
+                .map_err(|e| e.to_string())
+        });
         Ok(Self {
             backing,
             path: None,
@@ -157,7 +178,70 @@ impl Pack {
             recs,
             payl,
             count,
+            images,
         })
+    }
+
+    /// Locates the image sections and checks what is cheap to check at open: all four
+    /// present and aligned, the directory fits, the identifier table's header, and the
+    /// layout description against the fingerprint.
+    fn image_ranges(
+        bytes: &[u8],
+        header: &Header,
+        sections: &[SectionEntry],
+        count: usize,
+    ) -> Result<ImageRanges, FormatError> {
+        let find = |id: SectionId| -> Result<Range<usize>, FormatError> {
+            let s = sections
+                .iter()
+                .find(|s| s.id == id)
+                .ok_or_else(|| FormatError::BadImage(format!("no `{id}` section")))?;
+            let start = usize::try_from(s.offset)
+                .map_err(|_| FormatError::BadImage(format!("`{id}` is out of range")))?;
+            let len = usize::try_from(s.length)
+                .map_err(|_| FormatError::BadImage(format!("`{id}` is out of range")))?;
+            if start % crate::image::OBJECTS_ALIGN != 0 {
+                return Err(FormatError::BadImage(format!("`{id}` is misaligned")));
+            }
+            Ok(start..start + len)
+        };
+        let (imgo, irel, inam, ilay) = (
+            find(SectionId::IMGO)?,
+            find(SectionId::IREL)?,
+            find(SectionId::INAM)?,
+            find(SectionId::ILAY)?,
+        );
+        let directory_end = count
+            .checked_mul(DIRECTORY_ENTRY_SIZE)
+            .and_then(|n| n.checked_add(irel.start))
+            .filter(|&end| end <= irel.end)
+            .ok_or_else(|| FormatError::BadImage("the IREL directory is truncated".into()))?;
+        if *blake3::hash(&bytes[ilay.clone()]).as_bytes() != header.layout_fingerprint {
+            return Err(FormatError::BadImage(
+                "the layout description does not match the fingerprint".into(),
+            ));
+        }
+        Names::parse(&bytes[inam.clone()])?;
+        Ok(ImageRanges {
+            imgo,
+            irel,
+            inam,
+            ilay,
+            directory_end,
+        })
+    }
+
+    /// The image sections, if the pack has them: `Ok(None)` for a marshal-only pack, an
+    /// error when they are unusable (the marshal payloads can still be used).
+    pub fn images(&self) -> Result<Option<Images<'_>>, FormatError> {
+        match &self.images {
+            None => Ok(None),
+            Some(Err(e)) => Err(FormatError::BadImage(e.clone())),
+            Some(Ok(r)) => Ok(Some(Images {
+                layout: &self.bytes()[r.ilay.clone()],
+                names: Names::parse(&self.bytes()[r.inam.clone()])?,
+            })),
+        }
     }
 
     fn bytes(&self) -> &[u8] {
@@ -169,6 +253,25 @@ impl Pack {
     #[must_use]
     pub fn as_bytes(&self) -> &[u8] {
         self.bytes()
+    }
+
+    /// Copies the pack's bytes `range` into `out` (of the same length) with `pread(2)`,
+    /// without touching the mapping: a file truncated under a running process then gives
+    /// an error here, never a `SIGBUS`.
+    pub fn read_into(&self, range: Range<usize>, out: &mut [u8]) -> Result<(), FormatError> {
+        if range.len() != out.len() || range.end > self.bytes().len() {
+            return Err(FormatError::BadImage("a read outside the pack".into()));
+        }
+        match &self.backing {
+            Backing::Owned(v) => out.copy_from_slice(&v[range]),
+            Backing::Mmap(_, file) => {
+                use std::os::unix::fs::FileExt;
+                let path = self.path.clone().unwrap_or_default();
+                file.read_exact_at(out, range.start as u64)
+                    .map_err(|e| FormatError::io(path, e))?;
+            }
+        }
+        Ok(())
     }
 
     /// The path the pack was opened from, if any.
@@ -291,16 +394,40 @@ impl Pack {
         while i < self.count && self.entry_hash(i) == h {
             let record = self.record(i)?;
             if record.name.as_str() == name {
-                return Ok(Some(Module { pack: self, record }));
+                return Ok(Some(Module {
+                    pack: self,
+                    record,
+                    index: i,
+                }));
             }
             i += 1;
         }
         Ok(None)
     }
 
+    /// The module of lookup-table entry `index` (as [`Module::index`] gives it), its
+    /// record checked again.
+    pub fn module_at(&self, index: usize) -> Result<Module<'_>, FormatError> {
+        if index >= self.count {
+            return Err(FormatError::BadIndex("an entry index out of range"));
+        }
+        let record = self.record(index)?;
+        Ok(Module {
+            pack: self,
+            record,
+            index,
+        })
+    }
+
     /// Every module, in lookup-table order (by name hash), each checked as it is read.
     pub fn modules(&self) -> impl Iterator<Item = Result<Module<'_>, FormatError>> + '_ {
-        (0..self.count).map(move |i| self.record(i).map(|record| Module { pack: self, record }))
+        (0..self.count).map(move |i| {
+            self.record(i).map(|record| Module {
+                pack: self,
+                record,
+                index: i,
+            })
+        })
     }
 
     /// Checks every section digest, every record and every payload, and the order and
@@ -320,7 +447,11 @@ impl Pack {
         let mut previous: Option<(u64, String)> = None;
         for i in 0..self.count {
             let module = match self.record(i) {
-                Ok(record) => Module { pack: self, record },
+                Ok(record) => Module {
+                    pack: self,
+                    record,
+                    index: i,
+                },
                 Err(e) => {
                     report.problems.push(e);
                     continue;
@@ -340,6 +471,9 @@ impl Pack {
             if let Err(e) = module.payload() {
                 report.problems.push(e);
             }
+            if let Err(e) = module.checked_image() {
+                report.problems.push(e);
+            }
             report.modules_checked += 1;
             previous = Some(key);
         }
@@ -348,6 +482,70 @@ impl Pack {
 }
 
 impl<'a> Module<'a> {
+    /// The module's entry in the lookup table (the order of the `IREL` directory).
+    #[must_use]
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Where the module's image is (image packs only): `Ok(None)` when the pack has no
+    /// image sections or this module has no image; an error when its directory entry or the
+    /// image sections are damaged. The image's digest is not checked here
+    /// ([`ImageRef::check`] checks copies of the bytes).
+    pub fn image(&self) -> Result<Option<ImageRef>, FormatError> {
+        match &self.pack.images {
+            None => Ok(None),
+            Some(Err(e)) => Err(FormatError::BadImage(e.clone())),
+            Some(Ok(ranges)) => {
+                let (_, _, _, record_digest) = self.pack.entry(self.index);
+                image_ref(self.pack.bytes(), ranges, self.index, record_digest)
+            }
+        }
+    }
+
+    /// The module's image, checked (digest and relocation-data structure) and decoded back
+    /// into a [`crate::ModuleImage`] with its identifiers spelled out (for reuse by
+    /// incremental builds and for `ppyc verify`).
+    pub fn checked_image(&self) -> Result<Option<crate::ModuleImage>, FormatError> {
+        let Some(image) = self.image()? else {
+            return Ok(None);
+        };
+        let bytes = self.pack.bytes();
+        let (objects, aux) = (&bytes[image.objects.clone()], &bytes[image.aux.clone()]);
+        if !image.check(objects, aux) {
+            return Err(FormatError::BadImage(format!(
+                "the image of `{}` is damaged (digest mismatch)",
+                self.name()
+            )));
+        }
+        let parsed = crate::image::Aux::parse(aux)?;
+        let names = self
+            .pack
+            .images()?
+            .map(|i| i.names)
+            .ok_or_else(|| FormatError::BadImage("no identifier table".into()))?;
+        let mut slots = Vec::with_capacity(parsed.name_count());
+        for slot in 0..parsed.name_count() {
+            let index = parsed.name_slot(slot).unwrap_or(u32::MAX) as usize;
+            slots.push(names.get(index)?.to_vec());
+        }
+        let frozensets = parsed
+            .frozensets()
+            .map(|(rebuild, items)| crate::image::FrozenSetImage {
+                items: items.collect(),
+                rebuild,
+            })
+            .collect();
+        Ok(Some(crate::ModuleImage {
+            objects: objects.to_vec(),
+            root: parsed.root,
+            object_count: parsed.object_count,
+            code_count: parsed.code_count,
+            names: slots,
+            frozensets,
+        }))
+    }
+
     /// Fully qualified name.
     #[must_use]
     pub fn name(&self) -> &'a str {
@@ -402,6 +600,29 @@ impl<'a> Module<'a> {
         self.record
     }
 
+    /// Where the payload lies in the pack's bytes, bounds checked but not digest checked
+    /// (for reading a copy with [`Pack::read_into`], then [`Module::payload_matches`]).
+    pub fn payload_range(&self) -> Result<Range<usize>, FormatError> {
+        let name = || self.name().to_owned();
+        let payl = &self.pack.payl;
+        let off = usize::try_from(self.record.payload_offset.to_native())
+            .map_err(|_| FormatError::PayloadOutOfBounds { module: name() })?;
+        let len = usize::try_from(self.record.payload_len.to_native())
+            .map_err(|_| FormatError::PayloadOutOfBounds { module: name() })?;
+        let start = payl.start.checked_add(off);
+        let end = start.and_then(|s| s.checked_add(len));
+        match (start, end) {
+            (Some(start), Some(end)) if end <= payl.end => Ok(start..end),
+            _ => Err(FormatError::PayloadOutOfBounds { module: name() }),
+        }
+    }
+
+    /// Whether `payload` (a copy of the payload's bytes) matches the record's digest.
+    #[must_use]
+    pub fn payload_matches(&self, payload: &[u8]) -> bool {
+        *blake3::hash(payload).as_bytes() == self.record.payload_blake3
+    }
+
     /// The marshalled code object, after checking its bounds and digest.
     pub fn payload(&self) -> Result<&'a [u8], FormatError> {
         let span = self.payload_span()?;
@@ -411,25 +632,13 @@ impl<'a> Module<'a> {
     /// Where the payload lies in the pack's bytes ([`Pack::as_bytes`]), after checking its
     /// bounds and digest: what a zero-copy view of the mapping needs.
     pub fn payload_span(&self) -> Result<Range<usize>, FormatError> {
-        let name = || self.name().to_owned();
-        let payl = &self.pack.payl;
-        let off = usize::try_from(self.record.payload_offset.to_native())
-            .map_err(|_| FormatError::PayloadOutOfBounds { module: name() })?;
-        let len = usize::try_from(self.record.payload_len.to_native())
-            .map_err(|_| FormatError::PayloadOutOfBounds { module: name() })?;
-        let start = payl.start.checked_add(off);
-        let end = start.and_then(|s| s.checked_add(len));
-        let (Some(start), Some(end)) = (start, end) else {
-            return Err(FormatError::PayloadOutOfBounds { module: name() });
-        };
-        if end > payl.end {
-            return Err(FormatError::PayloadOutOfBounds { module: name() });
+        let span = self.payload_range()?;
+        if !self.payload_matches(&self.pack.bytes()[span.clone()]) {
+            return Err(FormatError::PayloadDigestMismatch {
+                module: self.name().to_owned(),
+            });
         }
-        let bytes = &self.pack.bytes()[start..end];
-        if *blake3::hash(bytes).as_bytes() != self.record.payload_blake3 {
-            return Err(FormatError::PayloadDigestMismatch { module: name() });
-        }
-        Ok(start..end)
+        Ok(span)
     }
 }
 

@@ -11,6 +11,7 @@ use crate::header::{
     HEADER_SIZE, Header, READ_VERSION, SECTION_ENTRY_SIZE, SECTION_FLAG_REQUIRED, SectionEntry,
     SectionId, Target, WRITE_VERSION, rkyv_features,
 };
+use crate::image::{ModuleImage, build_sections};
 use crate::reader::{INDEX_ENTRY_SIZE, ITEM_ALIGN, name_hash};
 use crate::record::ModuleRecord;
 
@@ -33,6 +34,9 @@ pub struct ModuleInput {
     pub pyc_flags: u32,
     /// The marshalled code object (a `.pyc` without its 16-byte header).
     pub payload: Vec<u8>,
+    /// The module's image (image mode), if it has one; packs with images need
+    /// [`PackWriter::set_layout`].
+    pub image: Option<ModuleImage>,
 }
 
 /// Collects modules and produces the bytes of a pack.
@@ -45,6 +49,8 @@ pub struct PackWriter {
     target: Target,
     meta: BTreeMap<String, String>,
     modules: BTreeMap<String, ModuleInput>,
+    layout: Option<Vec<u8>>,
+    extra: BTreeMap<SectionId, Vec<u8>>,
 }
 
 fn align_up(v: usize, align: usize) -> usize {
@@ -69,7 +75,26 @@ impl PackWriter {
             target,
             meta: BTreeMap::new(),
             modules: BTreeMap::new(),
+            layout: None,
+            extra: BTreeMap::new(),
         })
+    }
+
+    /// Makes this an image pack: `description` is the layout description (`ILAY`) of the
+    /// interpreter the images were made by; its BLAKE3 becomes the header's
+    /// `layout_fingerprint`. Modules may then carry images.
+    pub fn set_layout(&mut self, description: Vec<u8>) {
+        self.layout = Some(description);
+    }
+
+    /// Adds an optional section of a private extension (`spec/FORMAT.md` §4.1): any
+    /// identifier this format does not define; readers that do not know it skip it.
+    pub fn add_section(&mut self, id: SectionId, body: Vec<u8>) -> Result<(), FormatError> {
+        if id.is_known() || self.extra.contains_key(&id) {
+            return Err(FormatError::DuplicateSection(id));
+        }
+        self.extra.insert(id, body);
+        Ok(())
     }
 
     /// Sets a `META` entry (keys and values must not contain `=` or newlines; such
@@ -87,6 +112,9 @@ impl PackWriter {
         }
         if self.modules.contains_key(&module.name) {
             return Err(FormatError::DuplicateModule(module.name));
+        }
+        if module.image.is_some() && self.layout.is_none() {
+            return Err(FormatError::ImageWithoutLayout(module.name));
         }
         self.modules.insert(module.name.clone(), module);
         Ok(())
@@ -122,6 +150,7 @@ impl PackWriter {
             .map(|m| align_up(m.payload.len(), ITEM_ALIGN))
             .sum();
         payl.reserve(total);
+        let mut images = Vec::with_capacity(modules.len());
         for (m, payload_blake3) in modules.into_iter().zip(digests) {
             pad_to(&mut payl, ITEM_ALIGN);
             let record = ModuleRecord {
@@ -149,11 +178,13 @@ impl PackWriter {
                 offset,
                 len,
                 *blake3::hash(&bytes).as_bytes(),
+                images.len(),
             ));
+            images.push(m.image);
         }
         entries.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         let mut indx = Vec::with_capacity(entries.len() * INDEX_ENTRY_SIZE);
-        for (hash, _, offset, len, digest) in &entries {
+        for (hash, _, offset, len, digest, _) in &entries {
             indx.extend_from_slice(&hash.to_le_bytes());
             indx.extend_from_slice(&offset.to_le_bytes());
             indx.extend_from_slice(&len.to_le_bytes());
@@ -172,6 +203,22 @@ impl PackWriter {
         ];
         if !meta.is_empty() {
             bodies.push((SectionId::META, 0, meta));
+        }
+        let mut layout_fingerprint = [0; 32];
+        if let Some(layout) = self.layout {
+            // Images in lookup-table order, as the IREL directory lists them.
+            let ordered: Vec<Option<&ModuleImage>> =
+                entries.iter().map(|e| images[e.5].as_ref()).collect();
+            let record_digests: Vec<[u8; 32]> = entries.iter().map(|e| e.4).collect();
+            let sections = build_sections(&ordered, &record_digests)?;
+            layout_fingerprint = *blake3::hash(&layout).as_bytes();
+            bodies.push((SectionId::IMGO, 0, sections.imgo));
+            bodies.push((SectionId::IREL, 0, sections.irel));
+            bodies.push((SectionId::INAM, 0, sections.inam));
+            bodies.push((SectionId::ILAY, 0, layout));
+        }
+        for (id, body) in self.extra {
+            bodies.push((id, 0, body));
         }
         let table_len = bodies.len() * SECTION_ENTRY_SIZE;
         let body_len: usize = bodies.iter().map(|(_, _, b)| b.len() + ITEM_ALIGN).sum();
@@ -200,7 +247,7 @@ impl PackWriter {
             flags: 0,
             rkyv_features: rkyv_features(),
             target: self.target,
-            layout_fingerprint: [0; 32],
+            layout_fingerprint,
             section_count: bodies.len() as u32,
             file_size: out.len() as u64,
             module_count: entries.len() as u64,

@@ -43,6 +43,7 @@ fn example_pack() -> Vec<u8> {
         source_blake3: *blake3::hash(source).as_bytes(),
         pyc_flags: 0,
         payload: unhex(PAYLOAD_HEX),
+        image: None,
     })
     .unwrap();
     w.finish().unwrap()

@@ -4,10 +4,11 @@
 stock ``FileFinder`` hook gives every directory that has a usable pack a :class:`PackFinder`,
 a ``FileFinder`` that finds modules exactly as the stock one does (same files, same order,
 same specs) and then, for a source module the pack holds, swaps in a :class:`PackLoader`.
-The loader is a ``SourceFileLoader`` whose ``get_code`` takes the code from the pack's
-mapping (``marshal.loads`` over a zero-copy ``memoryview``) when the source is unchanged,
-and otherwise does exactly what ``SourceFileLoader`` does. Whatever ppyc cannot be sure of
-falls back to the stock importer: ppyc never turns a working import into an error.
+The loader is a ``SourceFileLoader`` whose ``get_code`` takes the code from the pack when
+the source is unchanged (one native call: the module's image in image mode, else
+``marshal.loads`` of its payload), and otherwise does exactly what ``SourceFileLoader``
+does. Whatever ppyc cannot be sure of falls back to the stock importer: ppyc never turns a
+working import into an error.
 """
 
 # Start-up matters (the hook is imported by every run through `ppyc.pth`): only modules
@@ -16,7 +17,6 @@ falls back to the stock importer: ppyc never turns a working import into an erro
 import _frozen_importlib_external as _bootstrap_external
 import _imp
 import _thread
-import marshal
 import os
 import sys
 from time import perf_counter_ns
@@ -62,7 +62,9 @@ CodeType = type(_function.__code__)
 __all__ = ["PackFinder", "PackLoader", "install", "installed", "stats", "uninstall"]
 
 _CHECKS = ("timestamp", "hash", "unchecked")
-_PHASES = ("open", "find", "check", "read", "unmarshal", "exec")
+_PHASES = ("open", "find", "check", "read", "unmarshal", "relocate", "bind", "exec")
+# `PPYC_CHECK` as `Pack.load` takes it.
+_CHECK_CODES = {"timestamp": 0, "hash": 1, "unchecked": 2}
 
 # `_ppyc_code` asks for a compilation of the source (not the stock path) with this.
 _RECOMPILE = object()
@@ -72,7 +74,9 @@ _installed = False
 _warned: "set[str]" = set()
 _verbose = False
 _check = "timestamp"
+_hash_pycs = "default"
 _served = 0
+_served_by_mode: "dict[str, int]" = {"image": 0, "marshal": 0}
 _bytes = 0
 _fallbacks: "dict[str, int]" = {}
 _time_ns: "dict[str, int]" = dict.fromkeys(_PHASES, 0)
@@ -167,17 +171,16 @@ def _fallback(reason: str, fullname: str, entry: "_Entry | None" = None) -> None
 class _Entry:
     """A usable pack and the directory it packs."""
 
-    __slots__ = ("broken", "info", "pack", "path", "root", "view")
+    __slots__ = ("broken", "info", "pack", "path", "root")
 
     def __init__(self, pack: "_native.Pack", path: str, root: str, info: "dict[str, Any]") -> None:
         self.pack = pack
         self.path = path
         self.root = root
-        self.view = memoryview(pack)
         self.broken = False
         self.info = info
 
-    def damaged(self, fullname: str, error: Exception) -> None:
+    def damaged(self, fullname: str, error: "Exception | str") -> None:
         # One damaged record or payload: that module falls back; the pack stays in use for
         # the others (each is checked on its own), and the user hears about it once.
         _packs[self.path]["problems"] = _packs[self.path].get("problems", 0) + 1
@@ -245,6 +248,8 @@ def _open(path: str, root: str) -> "_Entry | None":
     info["served"] = 0
     info["fallbacks"] = {}
     info["modules"] = len(pack)
+    info["mode"], info["mode_reason"] = pack.mode_info()
+    info["images_not_used"] = {}
     _explain(f"using pack `{path}` ({len(pack)} modules) for `{root}`")
     return _Entry(pack, path, root, info)
 
@@ -288,64 +293,42 @@ class PackLoader(SourceFileLoader):
     def _ppyc_code(self, fullname: str) -> "CodeType | object | None":
         global _served, _bytes
         entry = self._ppyc_entry
-        _, _, size, mtime_ns, pyc_flags, digest = self._ppyc_record
-        t0 = perf_counter_ns()
-        try:
-            if pyc_flags & 0b1:
-                # From a hash-based pyc: check exactly when the stock importer would
-                # (PEP 552, --check-hash-based-pycs), with the stronger BLAKE3 digest.
-                mode = _imp.check_hash_based_pycs
-                need = mode == "always" or (mode == "default" and pyc_flags & 0b10)
-                fresh = not need or _nat().file_digest(self.path) == digest
-            elif _check == "unchecked":
-                fresh = True
-            elif _check == "hash":
-                fresh = _nat().file_digest(self.path) == digest
-            else:
-                st = os.stat(self.path)
-                fresh = st.st_size == size and st.st_mtime_ns == mtime_ns
-        except OSError:
-            fresh = False
-        t1 = perf_counter_ns()
-        _phase("check", fullname, t1 - t0)
-        if not fresh:
-            _fallback("stale", fullname, entry)
-            if _check == "hash" or pyc_flags & 0b1:
-                return _RECOMPILE
-            return None
-        try:
-            start, end = entry.pack.payload_span(fullname)
-        except (KeyError, ValueError) as exc:
-            entry.damaged(fullname, exc)
+        # One native call: the record (checked again), the freshness of the source, the
+        # code from the image or the payload, `co_filename` set to the path found.
+        code, kind, nbytes, check_ns, read_ns, load_ns, bind_ns, note = entry.pack.load(
+            self._ppyc_record[6], fullname, self.path, _CHECK_CODES[_check], _hash_pycs
+        )
+        _phase("check", fullname, check_ns)
+        if code is None:
+            if kind == "stale":
+                _fallback("stale", fullname, entry)
+                return _RECOMPILE if nbytes else None
+            entry.damaged(fullname, note)
             _fallback("damaged", fullname, entry)
             return None
-        t2 = perf_counter_ns()
-        _phase("read", fullname, t2 - t1)
-        try:
-            code = marshal.loads(entry.view[start:end])
-        except Exception as exc:  # a payload that marshal refuses: same as damaged
-            entry.damaged(fullname, exc)
-            _fallback("damaged", fullname, entry)
-            return None
-        if not isinstance(code, CodeType):
-            entry.damaged(fullname, TypeError("the payload is not a code object"))
-            _fallback("damaged", fullname, entry)
-            return None
-        # As SourceLoader.get_code does for a .pyc (Lib/importlib/_bootstrap_external.py,
-        # _compile_bytecode): co_filename becomes the path the module was found at.
-        _imp._fix_co_filename(code, self.path)
-        _phase("unmarshal", fullname, perf_counter_ns() - t2)
+        _phase("read", fullname, read_ns)
+        if kind == "image":
+            _phase("relocate", fullname, load_ns)
+            _phase("bind", fullname, bind_ns)
+        else:
+            _phase("unmarshal", fullname, load_ns)
         with _lock:
             _served += 1
-            _bytes += end - start
+            _served_by_mode[kind] += 1
+            _bytes += nbytes
             entry.info["served"] += 1
+            if note is not None:
+                not_used = entry.info["images_not_used"]
+                not_used[note] = not_used.get(note, 0) + 1
         if _profile is not None:
-            _profile[fullname]["served"] = True
-            _profile[fullname].pop("reason", None)
+            record = _profile[fullname]
+            record["served"] = True
+            record["mode"] = kind
+            record.pop("reason", None)
         if sys.flags.verbose:
             sys.stderr.write(f"# code object from ppyc pack {entry.path!r} for {self.path!r}\n")
         if _verbose:
-            _explain(f"{fullname}: served from `{entry.path}`")
+            _explain(f"{fullname}: served from `{entry.path}` ({kind})")
         return code
 
     def get_code(self, fullname: str) -> "CodeType | None":  # type: ignore[override]
@@ -454,7 +437,8 @@ def _convert(finder: FileFinder) -> "PackFinder":
 
 
 def _configure() -> None:
-    global _verbose, _check, _profile
+    global _verbose, _check, _profile, _hash_pycs
+    _hash_pycs = _imp.check_hash_based_pycs
     _verbose = os.environ.get("PPYC_VERBOSE", "") not in ("", "0")
     check = os.environ.get("PPYC_CHECK", "") or "timestamp"
     if check not in _CHECKS:
@@ -524,13 +508,23 @@ def installed() -> bool:
     return _installed and _path_hook in sys.path_hooks
 
 
+def _mode() -> "str | None":
+    """`image` or `marshal` when every pack in use has that mode, `mixed` otherwise,
+    `None` before any pack is opened."""
+    modes = {p["mode"] for p in _packs.values() if p.get("usable")}
+    if not modes:
+        return None
+    return modes.pop() if len(modes) == 1 else "mixed"
+
+
 def stats() -> "dict[str, Any]":
     """Counters of this process: modules served, fallbacks by reason, payload bytes read,
     time per phase (nanoseconds; ``exec`` includes the imports a module makes), packs."""
     with _lock:
         return {
             "installed": installed(),
-            "mode": "marshal",
+            "mode": _mode(),
+            "served_by_mode": dict(_served_by_mode),
             "check": _check,
             "served": _served,
             "fallbacks": dict(_fallbacks),

@@ -60,6 +60,7 @@ def _pack_status(path: str, directory: str) -> dict[str, Any]:
     if pack is None:
         return info
     info["modules"] = len(pack)
+    info["mode"], info["mode_reason"] = pack.mode_info()
     stale: list[str] = []
     missing: list[str] = []
     damaged: list[str] = []
@@ -98,6 +99,16 @@ def collect() -> dict[str, Any]:
         ]
         entries.append({"dir": directory, "packs": packs})
     stats = _hook.stats()
+    modes = {p["mode"] for e in entries for p in e["packs"] if p.get("usable")}
+    supported, note, _ = _hook._nat().image_support()
+    if not modes:
+        mode = "none"
+    else:
+        mode = modes.pop() if len(modes) == 1 else "mixed"
+    if supported:
+        mode_reason = "this interpreter loads images; each pack's mode is listed below"
+    else:
+        mode_reason = f"this interpreter cannot use images: {note}"
     return {
         "python": sys.executable,
         "version": sys.version.split()[0],
@@ -107,9 +118,8 @@ def collect() -> dict[str, Any]:
         "site_dirs": site_dirs(),
         "disabled_by_env": _hook.disabled_by_environment(),
         "installed": stats["installed"],
-        "mode": "marshal",
-        "mode_reason": "image mode is not part of this release; code is unmarshalled from "
-        "the pack's mapping",
+        "mode": mode,
+        "mode_reason": mode_reason,
         "check": os.environ.get("PPYC_CHECK", "") or "timestamp",
         "sys_path": entries,
     }

@@ -65,6 +65,33 @@ mod _native {
         ppyc_format::pack_file_name(cache_tag, optimize)
     }
 
+    /// Whether image mode is possible in this interpreter: `(True, fingerprint, layout
+    /// description)` or `(False, reason, None)`.
+    #[pyfunction]
+    fn image_support(py: Python<'_>) -> (bool, String, Option<String>) {
+        match crate::ffi::layout::probe::current(py) {
+            Ok(rt) => (
+                true,
+                rt.fingerprint.iter().map(|b| format!("{b:02x}")).collect(),
+                Some(String::from_utf8_lossy(&rt.description).into_owned()),
+            ),
+            Err(reason) => (false, reason.to_owned(), None),
+        }
+    }
+
+    /// The image of the code in `payload` (a marshalled code object, as a `.pyc` holds it
+    /// after its header), in the wire encoding the compiler reads; `ValueError` with the
+    /// reason when this module cannot have an image. Run by compile workers.
+    #[pyfunction]
+    fn snapshot<'py>(
+        py: Python<'py>,
+        payload: &[u8],
+    ) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+        crate::ffi::image::snapshot::snapshot(py, payload)
+            .map(|image| pyo3::types::PyBytes::new(py, &image.to_wire()))
+            .map_err(pyo3::exceptions::PyValueError::new_err)
+    }
+
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;

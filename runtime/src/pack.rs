@@ -1,20 +1,43 @@
 //! The `ppyc.Pack` class: a pack opened from Python.
 
 use std::ffi::c_int;
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Instant;
 
 use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+
+use crate::ffi::image::{self, Mode};
 
 /// What the import hook needs to know about one module: `(source_path, is_package,
-/// source_size, source_mtime_ns, pyc_flags, source_blake3)`.
-type RecordTuple<'py> = (&'py str, bool, u64, i64, u32, Bound<'py, PyBytes>);
+/// source_size, source_mtime_ns, pyc_flags, source_blake3, index)`; `index` is its entry in
+/// the lookup table, for [`Pack::load`].
+type RecordTuple<'py> = (&'py str, bool, u64, i64, u32, Bound<'py, PyBytes>, usize);
 
 /// An open pack (`ppyc.Pack(path)`).
 #[pyclass(module = "ppyc._native", frozen)]
 pub(crate) struct Pack {
     inner: ppyc_format::Pack,
+    /// Image or marshal mode in this process, decided at the first load.
+    mode: OnceLock<Mode>,
+}
+
+// `PPYC_CHECK`, as the hook passes it to [`Pack::load`]: 0 timestamp (the default), 1
+// hash, 2 unchecked.
+const CHECK_HASH: u8 = 1;
+const CHECK_UNCHECKED: u8 = 2;
+
+fn elapsed_ns(t: Instant) -> u64 {
+    t.elapsed().as_nanos() as u64
+}
+
+impl Pack {
+    fn mode(&self, py: Python<'_>) -> &Mode {
+        self.mode.get_or_init(|| image::pack_mode(py, &self.inner))
+    }
 }
 
 fn value_error(e: &ppyc_format::FormatError) -> PyErr {
@@ -27,7 +50,10 @@ impl Pack {
     #[new]
     fn new(path: PathBuf) -> PyResult<Self> {
         match ppyc_format::Pack::open(&path) {
-            Ok(inner) => Ok(Self { inner }),
+            Ok(inner) => Ok(Self {
+                inner,
+                mode: OnceLock::new(),
+            }),
             Err(ppyc_format::FormatError::Io { source, .. }) => Err(source.into()),
             Err(e) => Err(value_error(&e)),
         }
@@ -91,7 +117,131 @@ impl Pack {
             m.source_mtime_ns(),
             m.pyc_flags(),
             PyBytes::new(py, m.source_blake3()),
+            m.index(),
         )))
+    }
+
+    /// Loads module `name` (lookup-table entry `index`, from [`Pack::find`]) for the
+    /// import hook, in one call: its record (checked again), the freshness of `path` (by
+    /// `check`: 0 timestamp, 1 hash, 2 unchecked; a record from a hash-based pyc follows
+    /// `hash_pycs`, the value of `_imp.check_hash_based_pycs`), then the code from the
+    /// image or the payload with `co_filename` set to `path`.
+    ///
+    /// Returns `(code, "image" | "marshal", bytes, check_ns, read_ns, load_ns, bind_ns,
+    /// image_problem)`, or `(None, reason, recompile, check_ns, 0, 0, 0, detail)` when the
+    /// stock importer must load the module (`recompile`: the source must be compiled, not
+    /// its `.pyc` trusted, because only a digest saw the change).
+    #[allow(clippy::too_many_arguments)]
+    fn load<'py>(
+        &self,
+        py: Python<'py>,
+        index: usize,
+        name: &str,
+        path: &Bound<'py, PyString>,
+        check: u8,
+        hash_pycs: &str,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let fallback = |reason: &str, recompile: bool, check_ns: u64, detail: Option<String>| {
+            (
+                None::<Bound<'py, PyAny>>,
+                reason,
+                recompile,
+                check_ns,
+                0u64,
+                0u64,
+                0u64,
+                detail,
+            )
+                .into_pyobject(py)
+        };
+        let module = match self.inner.module_at(index) {
+            Ok(m) if m.name() == name => m,
+            Ok(_) => {
+                return fallback(
+                    "damaged",
+                    false,
+                    0,
+                    Some("the entry holds another module".into()),
+                );
+            }
+            Err(e) => return fallback("damaged", false, 0, Some(e.to_string())),
+        };
+        let t0 = Instant::now();
+        let path_str = path.to_str()?;
+        let digest_ok = || {
+            py.detach(|| std::fs::read(path_str))
+                .is_ok_and(|b| blake3::hash(&b).as_bytes() == module.source_blake3())
+        };
+        let flags = module.pyc_flags();
+        let (fresh, recompile) = if flags & 1 != 0 {
+            // A hash-based pyc (PEP 552): checked exactly when the stock importer would.
+            let need = hash_pycs == "always" || (hash_pycs == "default" && flags & 2 != 0);
+            (!need || digest_ok(), true)
+        } else {
+            match check {
+                CHECK_UNCHECKED => (true, false),
+                CHECK_HASH => (digest_ok(), true),
+                _ => {
+                    let fresh = std::fs::metadata(path_str).is_ok_and(|m| {
+                        m.size() == module.source_size()
+                            && m.mtime() * 1_000_000_000 + m.mtime_nsec()
+                                == module.source_mtime_ns()
+                    });
+                    (fresh, false)
+                }
+            }
+        };
+        let check_ns = elapsed_ns(t0);
+        if !fresh {
+            return fallback("stale", recompile, check_ns, None);
+        }
+        match image::load_code(py, &self.inner, self.mode(py), &module, path) {
+            Ok(l) => (
+                Some(l.code),
+                if l.image { "image" } else { "marshal" },
+                l.bytes,
+                check_ns,
+                l.phases.read,
+                l.phases.load,
+                l.phases.bind,
+                l.image_problem,
+            )
+                .into_pyobject(py),
+            Err(e) => fallback("damaged", false, check_ns, Some(e)),
+        }
+    }
+
+    /// `(mode, reason)`: `("image", None)` when this process loads the pack's images, else
+    /// `("marshal", why not)`.
+    fn mode_info(&self, py: Python<'_>) -> (&'static str, Option<String>) {
+        let mode = self.mode(py);
+        (mode.name(), mode.reason().map(str::to_owned))
+    }
+
+    /// The code object of module `name` from its image (`ValueError` when it has none or
+    /// the image cannot be used here), with `co_filename` set to `filename`: for tests and
+    /// `ppyc verify --deep`.
+    fn load_image<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        filename: &Bound<'py, PyString>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let m = self
+            .inner
+            .get(name)
+            .map_err(|e| value_error(&e))?
+            .ok_or_else(|| PyKeyError::new_err(name.to_owned()))?;
+        let mode = self.mode(py);
+        if let Mode::Marshal(reason) = mode {
+            return Err(PyValueError::new_err(format!("marshal mode: {reason}")));
+        }
+        let loaded =
+            image::load_code(py, &self.inner, mode, &m, filename).map_err(PyValueError::new_err)?;
+        match loaded.image_problem {
+            None => Ok(loaded.code),
+            Some(problem) => Err(PyValueError::new_err(problem)),
+        }
     }
 
     /// `(start, end)` of module `name`'s payload in `memoryview(pack)`, after checking the
@@ -144,6 +294,23 @@ impl Pack {
         d.set_item("flags", h.flags)?;
         d.set_item("module_count", h.module_count)?;
         d.set_item("file_size", h.file_size)?;
+        let images = self.inner.images().ok().flatten();
+        d.set_item(
+            "layout_fingerprint",
+            (h.layout_fingerprint != [0; 32]).then(|| {
+                h.layout_fingerprint
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+            }),
+        )?;
+        d.set_item(
+            "layout",
+            images.map(|i| String::from_utf8_lossy(i.layout).into_owned()),
+        )?;
+        let (mode, reason) = self.mode_info(py);
+        d.set_item("mode", mode)?;
+        d.set_item("mode_reason", reason)?;
         let sections = PyList::empty(py);
         for s in self.inner.sections() {
             let e = PyDict::new(py);

@@ -14,6 +14,27 @@ import pytest
 
 CACHE_TAG = sys.implementation.cache_tag
 
+# Whether this interpreter makes and loads images (spec/FORMAT.md section 11): CPython
+# 3.11-3.13 release builds on x86-64 Linux. `ppyc compile` then builds image packs.
+from ppyc import _native  # noqa: E402
+
+IMAGES, _IMAGE_NOTE, _ = _native.image_support()
+MODE = "image" if IMAGES else "marshal"
+# Both modes where images work (marshal mode by `PPYC_MODE=marshal`), else marshal only.
+MODES = ["image", "marshal"] if IMAGES else ["marshal"]
+
+
+def mode_env(mode: str) -> dict[str, str]:
+    """The environment that makes the hook use `mode`."""
+    return {"PPYC_MODE": "marshal"} if mode == "marshal" else {}
+
+
+def mode_line() -> str:
+    """The line `ppyc compile` prints about the mode, for a pack of 8 fresh modules."""
+    if IMAGES:
+        return "  image mode: 8 of 8 modules have an image (8 made now)\n"
+    return f"  marshal mode: {_IMAGE_NOTE}\n"
+
 
 class Result:
     def __init__(self, proc: subprocess.CompletedProcess[str]) -> None:

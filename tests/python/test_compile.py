@@ -10,7 +10,7 @@ from pathlib import Path
 
 import ppyc
 import pytest
-from conftest import CACHE_TAG, FIXTURE, filtered, run_ppyc, write
+from conftest import CACHE_TAG, FIXTURE, filtered, mode_line, run_ppyc, write
 
 PACK = f"__pycache__/__ppyc__.{CACHE_TAG}.ppyc"
 EXPECTED = {
@@ -70,6 +70,7 @@ def test_summary_and_incremental_reuse(tree: Path) -> None:
         "Packed 8 modules of `[TMP]/site` into `[TMP]/site/__pycache__/__ppyc__.[TAG].ppyc`"
         " ([SIZE]) in [TIME]\n"
         "  0 from .pyc, 8 compiled (8 .pyc written), 0 reused from the previous pack, 0 skipped\n"
+        + mode_line()
     )
     # Nothing changed: every module comes from the previous pack (or its fresh .pyc).
     second = run_ppyc("compile", tree)

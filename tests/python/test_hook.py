@@ -12,7 +12,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import CACHE_TAG, UNPRIVILEGED, run_ppyc, write
+from conftest import CACHE_TAG, MODE, MODES, UNPRIVILEGED, mode_env, run_ppyc, write
 
 HOOK_TREE: dict[str, str | bytes] = {
     "hmod.py": "VALUE = 1\n\n\ndef f():\n    return VALUE\n",
@@ -118,17 +118,21 @@ def pack_path(root: Path, optimize: int = 0) -> Path:
     return root / "__pycache__" / f"__ppyc__.{CACHE_TAG}{suffix}.ppyc"
 
 
-def test_modules_are_served_and_identical_to_stock(lib: Path) -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_modules_are_served_and_identical_to_stock(lib: Path, mode: str) -> None:
     code = f"NAMES = {MODULES!r}\n" + DUMP
     stock = run_py(code, [lib], hook=False)
     assert stock.returncode == 0, stock.stderr
-    packed = run_py(code + "\nimport ppyc; print(json.dumps(ppyc.stats()))", [lib])
+    packed = run_py(
+        code + "\nimport ppyc; print(json.dumps(ppyc.stats()))", [lib], env=mode_env(mode)
+    )
     assert packed.returncode == 0, packed.stderr
     stock_out = json.loads(stock.stdout)
     ppyc_out = json.loads(packed.stdout.splitlines()[0])
     assert ppyc_out == stock_out
     stats = json.loads(packed.stdout.splitlines()[1])
-    assert stats["installed"] and stats["mode"] == "marshal"
+    assert stats["installed"] and stats["mode"] == mode
+    assert stats["served_by_mode"][mode] == stats["served"]
     # Each module once at import, once more for the DUMP's own get_code().
     assert pack_stats(stats, lib)["served"] == 2 * len(MODULES), stats
     assert pack_stats(stats, lib)["fallbacks"] == {}
@@ -263,8 +267,10 @@ def test_python_dash_m_and_pth_activation(lib: Path) -> None:
         assert "Enabled:     yes" in status.out
         assert "Hook:        active in this process" in status.out
         assert f"{pack_path(lib)}: 9 modules" in status.out
-        as_json = json.loads(run_ppyc("status", "--json").out)
-        assert as_json["installed"] is True and as_json["mode"] == "marshal"
+        as_json = json.loads(run_ppyc("status", "--json", env={"PYTHONPATH": str(lib)}).out)
+        assert as_json["installed"] is True
+        entry = next(e for e in as_json["sys_path"] if e["dir"] == str(lib))
+        assert [p["mode"] for p in entry["packs"]] == [MODE]
     finally:
         disabled = run_ppyc("disable")
     assert disabled.code == 0 and "Removed" in disabled.out, disabled
@@ -323,10 +329,45 @@ def test_damaged_payload_falls_back_for_that_module_only(lib: Path) -> None:
     # The marshalled name of hmod's function `f` appears only in hmod's payload.
     at = data.index(b"\xfa\x01f") if b"\xfa\x01f" in data else data.index(b"VALUE")
     flip(pack, at + 2)
-    stats, err = stats_of("import hmod, hpkg; print(hmod.f())", [lib])
+    stats, err = stats_of("import hmod, hpkg; print(hmod.f())", [lib], env=mode_env("marshal"))
     assert pack_stats(stats, lib)["fallbacks"] == {"damaged": 1}
     assert pack_stats(stats, lib)["served"] >= 2
     assert err.count("ppyc: warning") == 1 and "is damaged (hmod" in err
+
+
+def image_span(root: Path, name: str) -> tuple[int, int]:
+    """Where module `name`'s object area is in its pack file."""
+    import ppyc
+
+    pack = ppyc.Pack(pack_path(root))
+    index = pack.find(name)[6]
+    info = pack.info()
+    irel = next(s for s in info["sections"] if s["id"] == "IREL")
+    imgo = next(s for s in info["sections"] if s["id"] == "IMGO")
+    entry = pack_path(root).read_bytes()[irel["offset"] + 64 * index :][:16]
+    offset, length = int.from_bytes(entry[:8], "little"), int.from_bytes(entry[8:], "little")
+    return imgo["offset"] + offset, length
+
+
+@pytest.mark.skipif(MODE != "image", reason="this interpreter has no image mode")
+def test_damaged_image_falls_back_to_the_payload(lib: Path) -> None:
+    start, length = image_span(lib, "hmod")
+    flip(pack_path(lib), start + length // 2)
+    stats, err = stats_of("import hmod, hpkg; print(hmod.f())", [lib])
+    per_pack = pack_stats(stats, lib)
+    # Still served, by marshal.loads of its intact payload; the reason is counted.
+    assert per_pack["fallbacks"] == {} and per_pack["served"] >= 3
+    assert per_pack["images_not_used"] == {"the image is damaged (digest mismatch)": 1}
+    assert stats["served_by_mode"]["marshal"] == 1
+    assert err == ""
+    # Payload damaged too: the stock importer.
+    data = pack_path(lib).read_bytes()
+    at = data.index(b"\xfa\x01f") if b"\xfa\x01f" in data else data.index(b"VALUE")
+    assert at < start, "in PAYL, which comes before IMGO"
+    flip(pack_path(lib), at + 2)
+    stats, err = stats_of("import hmod, hpkg; print(hmod.f())", [lib])
+    assert pack_stats(stats, lib)["fallbacks"] == {"damaged": 1}
+    assert err.count("ppyc: warning") == 1
 
 
 def test_truncated_and_garbage_packs(lib: Path) -> None:
@@ -560,17 +601,22 @@ def test_several_packs_at_once(lib: Path, tmp_path: Path) -> None:
     assert pack_stats(stats, lib)["served"] == 3
 
 
-def test_profile_file_records_phases_per_module(lib: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_profile_file_records_phases_per_module(lib: Path, tmp_path: Path, mode: str) -> None:
     profile = tmp_path / "profile.jsonl"
     (lib / "hpkg" / "sub.py").write_text("def boom():\n    return 'edited'\n")
-    proc = run_py("import hmod, hpkg, nsp.inner", [lib], env={"PPYC_PROFILE": str(profile)})
+    env = {"PPYC_PROFILE": str(profile), **mode_env(mode)}
+    proc = run_py("import hmod, hpkg, nsp.inner", [lib], env=env)
     assert proc.returncode == 0, proc.stderr
     records = {r["module"]: r for r in map(json.loads, profile.read_text().splitlines())}
     assert {r["pid"] for r in records.values()} == {records["hmod"]["pid"]}
     hmod = records["hmod"]
-    assert hmod["served"] is True and "reason" not in hmod
-    for phase in ("find", "check", "read", "unmarshal", "exec"):
+    assert hmod["served"] is True and "reason" not in hmod and hmod["mode"] == mode
+    loading = ("relocate", "bind") if mode == "image" else ("unmarshal",)
+    for phase in ("find", "check", "read", *loading, "exec"):
         assert hmod[phase + "_ns"] > 0, phase
+    for phase in {"unmarshal", "relocate", "bind"} - set(loading):
+        assert phase + "_ns" not in hmod, phase
     assert records["hpkg.sub"]["served"] is False
     assert records["hpkg.sub"]["reason"] == "stale"
     assert records["nsp"]["reason"] == "not a source module (namespace)"

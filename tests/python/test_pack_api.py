@@ -22,8 +22,9 @@ def pack(tmp_path: Path) -> ppyc.Pack:
 
 
 def test_find_and_payload_span(pack: ppyc.Pack) -> None:
-    source_path, is_package, size, mtime_ns, pyc_flags, digest = pack.find("m")
+    source_path, is_package, size, mtime_ns, pyc_flags, digest, index = pack.find("m")
     assert (source_path, is_package, size, pyc_flags, len(digest)) == ("m.py", False, 11, 0, 32)
+    assert 0 <= index < len(pack)
     assert mtime_ns > 0
     assert pack.find("p")[:2] == ("p/__init__.py", True)
     assert pack.find("nope") is None

@@ -20,6 +20,7 @@ pub fn module(name: &str, payload: &[u8]) -> ModuleInput {
         source_blake3: *blake3::hash(name.as_bytes()).as_bytes(),
         pyc_flags: 0,
         payload: payload.to_vec(),
+        image: None,
     }
 }
 

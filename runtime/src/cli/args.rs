@@ -137,12 +137,28 @@ pub(crate) struct CompileArgs {
     /// Do not write `.pyc` files for the sources ppyc compiles.
     #[arg(long)]
     pub(crate) no_write_pyc: bool,
+    /// `image`: store every module's code as ready-made objects (CPython 3.11-3.13 release
+    /// builds on x86-64 Linux); `marshal`: marshalled code only; `auto`: image where the
+    /// interpreter supports it.
+    #[arg(long, value_enum, default_value_t = PackMode::Auto)]
+    pub(crate) mode: PackMode,
     /// Print only errors.
     #[arg(long, short = 'q', conflicts_with = "verbose")]
     pub(crate) quiet: bool,
     /// Also print the time of each phase.
     #[arg(long, short = 'v')]
     pub(crate) verbose: bool,
+}
+
+/// What `ppyc compile` stores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum PackMode {
+    /// Images where the interpreter supports them, else marshal.
+    Auto,
+    /// Images (an error where the interpreter does not support them).
+    Image,
+    /// Marshalled code only.
+    Marshal,
 }
 
 #[derive(Debug, Args)]

@@ -5,14 +5,14 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use ppyc_compiler::compile::{BuildError, BuildOptions, STDLIB_EXCLUDES, build_pack};
+use ppyc_compiler::compile::{BuildError, BuildOptions, ImageOptions, STDLIB_EXCLUDES, build_pack};
 use ppyc_compiler::interpreter::Interpreter;
 use ppyc_compiler::marshal;
 use ppyc_compiler::verify::verify_pack;
 use ppyc_format::Pack;
 use pyo3::prelude::*;
 
-use super::args::{CompileArgs, InspectArgs, VerifyArgs};
+use super::args::{CompileArgs, InspectArgs, PackMode, VerifyArgs};
 use super::progress::BarReporter;
 use super::{FAILURE, SUCCESS, USAGE, human_bytes, out, pack_of_dir};
 
@@ -65,6 +65,24 @@ pub(crate) fn compile(py: Python<'_>, args: &CompileArgs) -> anyhow::Result<i32>
             explicit: false,
         });
     }
+    let (images, marshal_reason) = match args.mode {
+        PackMode::Marshal => (None, Some("--mode marshal".to_owned())),
+        mode => match crate::ffi::layout::probe::current(py) {
+            Ok(rt) => {
+                let native: PathBuf = py
+                    .import("ppyc._native")
+                    .and_then(|m| m.getattr("__file__")?.extract())
+                    .context("cannot locate ppyc's extension")?;
+                let layout = rt.description.clone();
+                (Some(ImageOptions { layout, native }), None)
+            }
+            Err(reason) if mode == PackMode::Image => {
+                eprintln!("error: image mode is not possible with this interpreter: {reason}");
+                return Ok(FAILURE);
+            }
+            Err(reason) => (None, Some(reason.to_owned())),
+        },
+    };
     let reporter = BarReporter::new(args.quiet);
     let quiet = args.quiet;
     let verbose = args.verbose;
@@ -90,6 +108,7 @@ pub(crate) fn compile(py: Python<'_>, args: &CompileArgs) -> anyhow::Result<i32>
                 timeout,
                 incremental,
                 write_pyc,
+                images: images.clone(),
             };
             match build_pack(&job.dir, &interp, &options, &reporter) {
                 Ok(s) => {
@@ -120,6 +139,23 @@ pub(crate) fn compile(py: Python<'_>, args: &CompileArgs) -> anyhow::Result<i32>
                             s.reused,
                             s.problems.len()
                         );
+                        if images.is_some() {
+                            let made = if s.images_made > 0 {
+                                format!(" ({} made now)", s.images_made)
+                            } else {
+                                String::new()
+                            };
+                            out!("  image mode: {} of {} modules have an image{made}", s.images, s.modules);
+                            if s.images_refused_count > 0 {
+                                out!(
+                                    "  {} without an image (served with marshal.loads): {}",
+                                    s.images_refused_count,
+                                    s.images_refused.join("; ")
+                                );
+                            }
+                        } else if let Some(reason) = &marshal_reason {
+                            out!("  marshal mode: {reason}");
+                        }
                         if s.unchanged {
                             out!("  the pack was already up to date: not rewritten");
                         }
@@ -198,6 +234,7 @@ pub(crate) fn inspect(py: Python<'_>, args: &InspectArgs) -> anyhow::Result<i32>
         for (k, v) in pack.meta() {
             out!("  {k}: {v}");
         }
+        describe_images(py, &pack);
         out!("Sections:");
         out!(
             "  {:<4}  {:>10}  {:>10}  {:<8}  BLAKE3",
@@ -276,6 +313,18 @@ pub(crate) fn inspect(py: Python<'_>, args: &InspectArgs) -> anyhow::Result<i32>
             .collect::<String>()
     );
     out!("  pyc flags: {:#x}", m.pyc_flags());
+    match m.image() {
+        Ok(Some(image)) => out!(
+            "  image: {} of objects, {} of relocation data",
+            human_bytes(image.objects.len() as u64),
+            human_bytes(image.aux.len() as u64)
+        ),
+        Ok(None) if h.layout_fingerprint != [0; 32] => {
+            out!("  image: none (served with marshal.loads)");
+        }
+        Ok(None) => {}
+        Err(e) => out!("  image: unusable ({e})"),
+    }
     let payload = m
         .payload()
         .with_context(|| format!("cannot read the code of `{name}`"))?;
@@ -288,6 +337,49 @@ pub(crate) fn inspect(py: Python<'_>, args: &InspectArgs) -> anyhow::Result<i32>
         out!("  {line}");
     }
     Ok(SUCCESS)
+}
+
+/// The image lines of `ppyc inspect PACK`: what the pack holds and what this process
+/// would do with it.
+fn describe_images(py: Python<'_>, pack: &Pack) {
+    let fingerprint = pack.header().layout_fingerprint;
+    if fingerprint == [0; 32] {
+        out!("  mode: marshal (the pack has no images)");
+        return;
+    }
+    let with_image = pack
+        .modules()
+        .filter(|m| m.as_ref().is_ok_and(|m| matches!(m.image(), Ok(Some(_)))))
+        .count();
+    let hex: String = fingerprint[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    out!(
+        "  images: {with_image} of {} modules, layout fingerprint {hex}…",
+        pack.len()
+    );
+    if let Ok(Some(images)) = pack.images() {
+        let layout = String::from_utf8_lossy(images.layout);
+        let get = |key: &str| {
+            layout
+                .lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+                .unwrap_or("?")
+                .to_owned()
+        };
+        out!(
+            "  made by: CPython {} ({}, {}), {} identifiers",
+            get("version"),
+            get("build"),
+            get("platform"),
+            images.names.len()
+        );
+    }
+    match crate::ffi::image::pack_mode(py, pack) {
+        crate::ffi::image::Mode::Image(_) => out!("  mode here: image"),
+        crate::ffi::image::Mode::Marshal(reason) => out!("  mode here: marshal ({reason})"),
+    }
 }
 
 fn verify_interp(py: Python<'_>) -> anyhow::Result<Interpreter> {

@@ -147,7 +147,13 @@ pub(crate) fn status(py: Python<'_>, args: &StatusArgs) -> anyhow::Result<i32> {
             let modules = p["modules"].as_u64().unwrap_or(0);
             let size = p["size"].as_u64().map(human_bytes).unwrap_or_default();
             if p["usable"].as_bool().unwrap_or(false) {
-                out!("    {path}: {modules} modules, {size}");
+                let mode = match (p["mode"].as_str(), p["mode_reason"].as_str()) {
+                    (Some("image"), _) => "image mode".to_owned(),
+                    (Some(m), Some(r)) => format!("{m} mode: {r}"),
+                    (Some(m), None) => format!("{m} mode"),
+                    _ => "mode unknown".to_owned(),
+                };
+                out!("    {path}: {modules} modules, {size}, {mode}");
             } else {
                 out!(
                     "    {path}: NOT USED ({})",

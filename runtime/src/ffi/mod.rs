@@ -1,6 +1,15 @@
 //! Every direct use of CPython's C API and object layouts lives below this module.
 //!
-//! Marshal mode (this release) needs nothing beyond PyO3's safe API; image mode adds one
-//! layout table per CPython minor version here, checked against the running interpreter.
+//! - [`buffer`]: the read-only buffer over a pack's mapping;
+//! - [`raw`]: reading fields by offset, and C API functions PyO3 does not declare;
+//! - [`layout`]: one layout table per CPython minor version, checked against the running
+//!   interpreter;
+//! - [`image`]: image mode: snapshotting a module's code objects into an image (in the
+//!   compile workers) and loading images back (in the import hook).
+
+#![allow(unsafe_code)]
 
 pub(crate) mod buffer;
+pub(crate) mod image;
+pub(crate) mod layout;
+pub(crate) mod raw;

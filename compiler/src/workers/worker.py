@@ -1,22 +1,33 @@
-# ppyc compile worker: run as `python -s -B worker.py` by compiler/src/workers.rs, with
-# PYTHONHASHSEED=0 and no other PYTHON* variable (isolated as -I would make it).
+# ppyc compile worker: run as `python -s -B worker.py [--native PATH]` by
+# compiler/src/workers/, with PYTHONHASHSEED=0 and no other PYTHON* variable (isolated as -I
+# would make it).
 #
-# One long-lived process compiles many sources, one request at a time, exactly as
-# `py_compile.compile` would (Lib/py_compile.py, 3.10-3.13): same loader calls, same pyc
-# helpers, same atomic write. It returns the pyc bytes and never raises on a bad source.
+# One long-lived process serves many requests, one at a time: compiling a source exactly
+# as `py_compile.compile` would (Lib/py_compile.py, 3.10-3.13: same loader calls, same pyc
+# helpers, same atomic write), returning the pyc bytes and never raising on a bad source;
+# or, started with `--native PATH` (ppyc's own extension, `ppyc._native`), making the image
+# of a marshalled code object (image mode, spec/FORMAT.md section 11). A worker does one or
+# the other: images load other processes' code, which changes what compiling writes.
 #
-# Protocol (all integers little-endian, both directions framed as `u32 length + payload`):
+# Protocol version 2 (all integers little-endian, both directions framed as
+# `u32 length + payload`):
 #   worker -> ppyc, once at startup:
-#       b"R" magic(bytes) hexversion(u32) cache_tag(str) implementation(str)
-#   ppyc -> worker, per file:
-#       id(u64) optimize(u8) mode(u8: 0 timestamp, 1 checked hash, 2 unchecked hash)
-#       source(bytes) has_cfile(u8) [cfile(bytes)]
-#   worker -> ppyc, per file, one of:
+#       b"R" protocol(u32 = 2) magic(bytes) hexversion(u32) cache_tag(str)
+#       implementation(str) image_fingerprint(bytes: 32, or empty) image_note(str)
+#   ppyc -> worker, per request, one of:
+#       b"C" id(u64) optimize(u8) mode(u8: 0 timestamp, 1 checked hash, 2 unchecked hash)
+#            source(bytes) has_cfile(u8) [cfile(bytes)]
+#       b"I" id(u64) payload(bytes)            the image of this marshalled code object
+#   worker -> ppyc, per "C" request, one of:
 #       b"O" id written(u8) pyc(bytes) has_write_error(u8) [write_error(str)]
 #            n_warnings(u32) warning(str)*
 #       b"S" id exception(str) lineno(i64, -1 = none) offset(i64, -1 = none) message(str)
 #       b"U" id exception(str) message(str)      unreadable source (OSError, UnicodeError)
 #       b"E" id exception(str) message(str)      any other exception from compile()
+#   worker -> ppyc, per "I" request, one of:
+#       b"M" id image(bytes)                     ppyc_format::ModuleImage::to_wire
+#       b"N" id reason(str)                      this code cannot have an image
+#   and for either:
 #       b"X" id traceback(str)                   a bug in this worker (request not handled)
 # where bytes = u32 length + raw bytes and str = bytes holding UTF-8 (backslash-escaped
 # where not encodable). Paths travel as raw bytes (os.fsdecode/os.fsencode), so any file
@@ -31,9 +42,12 @@ import sys
 import traceback
 import warnings
 from importlib import _bootstrap_external
+from typing import Any
 
 _U32 = struct.Struct("<I")
-_REQUEST_HEAD = struct.Struct("<QBB")
+_U64 = struct.Struct("<Q")
+_COMPILE_HEAD = struct.Struct("<QBB")
+PROTOCOL = 2
 
 MODES = ("TIMESTAMP", "CHECKED_HASH", "UNCHECKED_HASH")
 
@@ -145,22 +159,58 @@ def compile_one(source: str, cfile: str | None, optimize: int, mode: int) -> byt
     return response
 
 
-def handle(payload: bytes) -> bytes:
+def load_native(path: str) -> Any:  # noqa: ANN401 (an extension module)
+    """ppyc's extension at `path`, imported under its own name without importing the
+    `ppyc` package (whose hook must stay off here)."""
+    spec = importlib.util.spec_from_file_location("ppyc._native", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def handle(payload: bytes, native: Any) -> bytes:  # noqa: ANN401
     reader = _Reader(payload)
-    id_bytes = payload[:8].ljust(8, b"\x00")
+    kind = payload[:1]
+    id_bytes = payload[1:9].ljust(8, b"\x00")
     try:
-        _, optimize, mode = _REQUEST_HEAD.unpack(reader.take(_REQUEST_HEAD.size))
-        if optimize > 2 or mode >= len(MODES):
-            raise ValueError(f"bad request: optimize={optimize} mode={mode}")
-        source = os.fsdecode(reader.blob())
-        cfile = os.fsdecode(reader.blob()) if reader.u8() else None
-        response = compile_one(source, cfile, optimize, mode)
+        reader.take(1)
+        if kind == b"C" and native is None:
+            _, optimize, mode = _COMPILE_HEAD.unpack(reader.take(_COMPILE_HEAD.size))
+            if optimize > 2 or mode >= len(MODES):
+                raise ValueError(f"bad request: optimize={optimize} mode={mode}")
+            source = os.fsdecode(reader.blob())
+            cfile = os.fsdecode(reader.blob()) if reader.u8() else None
+            response = compile_one(source, cfile, optimize, mode)
+        elif kind == b"I" and native is not None:
+            reader.take(_U64.size)
+            code = reader.blob()
+            try:
+                response = b"M" + _bytes(native.snapshot(code))
+            except ValueError as exc:
+                response = b"N" + _str(str(exc))
+        else:
+            raise ValueError(f"bad request kind {kind!r} for this worker")
     except Exception:
         return b"X" + id_bytes + _str(traceback.format_exc())
     return response[:1] + id_bytes + response[1:]
 
 
 def main() -> None:
+    native = None
+    image_fingerprint = b""
+    image_note = ""
+    if sys.argv[1:2] == ["--native"]:
+        try:
+            native = load_native(sys.argv[2])
+            ok, fingerprint, _ = native.image_support()
+            if ok:
+                image_fingerprint = bytes.fromhex(fingerprint)
+            else:
+                image_note = fingerprint
+        except Exception as exc:  # reported in the handshake
+            image_note = f"cannot load ppyc's extension: {exc!r}"
     stdin = sys.stdin.buffer
     stdout = sys.stdout.buffer
     # Nothing but frames may reach the real stdout.
@@ -172,10 +222,13 @@ def main() -> None:
 
     send(
         b"R"
+        + _U32.pack(PROTOCOL)
         + _bytes(importlib.util.MAGIC_NUMBER)
         + _U32.pack(sys.hexversion)
         + _str(sys.implementation.cache_tag or "")
         + _str(sys.implementation.name)
+        + _bytes(image_fingerprint)
+        + _str(image_note)
     )
     while True:
         head = stdin.read(4)
@@ -187,7 +240,7 @@ def main() -> None:
         payload = stdin.read(length)
         if len(payload) != length:
             raise SystemExit("ppyc worker: truncated request frame")
-        send(handle(payload))
+        send(handle(payload, native))
 
 
 if __name__ == "__main__":
