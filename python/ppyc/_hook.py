@@ -250,6 +250,7 @@ def _open(path: str, root: str) -> "_Entry | None":
     info["modules"] = len(pack)
     info["mode"], info["mode_reason"] = pack.mode_info()
     info["images_not_used"] = {}
+    info["served_by_mode"] = {"image": 0, "marshal": 0}
     _explain(f"using pack `{path}` ({len(pack)} modules) for `{root}`")
     return _Entry(pack, path, root, info)
 
@@ -317,6 +318,7 @@ class PackLoader(SourceFileLoader):
             _served_by_mode[kind] += 1
             _bytes += nbytes
             entry.info["served"] += 1
+            entry.info["served_by_mode"][kind] += 1
             if note is not None:
                 not_used = entry.info["images_not_used"]
                 not_used[note] = not_used.get(note, 0) + 1

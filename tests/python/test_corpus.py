@@ -9,6 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from conftest import MODES, mode_env
+
 # Imports every module of the corpus in a fixed order and prints what must not change.
 DUMP = r"""
 import importlib, importlib.machinery, json, pkgutil, sys, warnings
@@ -48,11 +51,12 @@ print(json.dumps(result))
 """
 
 
-def dump(corpus: Path, hook: bool) -> dict:
+def dump(corpus: Path, hook: bool, mode: str = "marshal") -> dict:
     prelude = "import ppyc; ppyc.install()\n" if hook else ""
     env = {k: v for k, v in os.environ.items() if k != "PPYC_DISABLE"}
     env["PYTHONPATH"] = str(corpus)
     env["PYTHONHASHSEED"] = "0"  # set constants print in a stable order
+    env.update(mode_env(mode))
     proc = subprocess.run(
         [sys.executable, "-c", prelude + DUMP, str(corpus)],
         capture_output=True,
@@ -64,9 +68,10 @@ def dump(corpus: Path, hook: bool) -> dict:
     return json.loads(proc.stdout.splitlines()[-1])
 
 
-def test_every_corpus_module_is_identical_under_ppyc(corpus: Path) -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_every_corpus_module_is_identical_under_ppyc(corpus: Path, mode: str) -> None:
     stock = dump(corpus, hook=False)
-    packed = dump(corpus, hook=True)
+    packed = dump(corpus, hook=True, mode=mode)
     assert "stats" not in stock
     stats = packed.pop("stats")
     assert sorted(packed["modules"]) == sorted(stock["modules"])
@@ -79,3 +84,6 @@ def test_every_corpus_module_is_identical_under_ppyc(corpus: Path) -> None:
     (pack,) = [p for p in stats["packs"] if p["root"] == str(corpus)]
     assert pack["served"] >= 2 * len(sources), pack
     assert pack["fallbacks"] == {}, pack
+    assert pack["mode"] == mode and stats["served_by_mode"][mode] == stats["served"]
+    # Every module of the corpus has an image (none is refused by the snapshot).
+    assert pack["images_not_used"] == {}, pack

@@ -13,7 +13,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import BUILD
+from conftest import BUILD, MODES, mode_env
 
 # (requirement, sdist directory, extra pytest arguments)
 SUITES = {
@@ -75,14 +75,17 @@ def sdist(requirement: str, name: str, tmp_path: Path) -> Path:
     return tmp_path / name
 
 
-def run_suite(source: Path, corpus: Path, extra: list[str], hook: bool) -> tuple[int, str, dict]:
+def run_suite(
+    source: Path, corpus: Path, extra: list[str], hook: bool, mode: str = "marshal"
+) -> tuple[int, str, dict]:
     # A fresh copy per run: neither run may see files (pycs, caches) the other left.
-    work = source.parent / ("ppyc-run" if hook else "stock-run")
+    work = source.parent / (f"ppyc-{mode}-run" if hook else "stock-run")
     shutil.copytree(source, work)
     prelude = "import ppyc; ppyc.install()" if hook else ""
     env = {k: v for k, v in os.environ.items() if k != "PPYC_DISABLE"}
     env["PYTHONPATH"] = str(corpus)
     env["PYTHONHASHSEED"] = "0"
+    env.update(mode_env(mode))
     proc = subprocess.run(
         [sys.executable, "-c", RUN.format(prelude=prelude, args=["tests", *extra])],
         cwd=work,
@@ -103,12 +106,14 @@ def test_suite_results_are_identical(suite: str, corpus: Path, tmp_path: Path) -
     requirement, name, extra = SUITES[suite]
     source = sdist(requirement, name, tmp_path)
     stock_code, stock_summary, _ = run_suite(source, corpus, extra, hook=False)
-    ppyc_code, ppyc_summary, stats = run_suite(source, corpus, extra, hook=True)
-    assert (ppyc_code, ppyc_summary) == (stock_code, stock_summary)
     # The suite really ran (some of its tests fail on some CPythons with or without ppyc,
     # e.g. jinja2 3.1.4 on 3.13: the criterion is identical results).
     passed = re.search(r"(\d+) passed", stock_summary)
     assert passed and int(passed.group(1)) >= 100, stock_summary
-    (pack,) = [p for p in stats["packs"] if p["root"] == str(corpus)]
-    assert pack["served"] >= 5, pack
-    assert pack["fallbacks"] == {}, pack
+    for mode in MODES:
+        ppyc_code, ppyc_summary, stats = run_suite(source, corpus, extra, hook=True, mode=mode)
+        assert (ppyc_code, ppyc_summary) == (stock_code, stock_summary), mode
+        assert stats["served_by_mode"][mode] == stats["served"], stats
+        (pack,) = [p for p in stats["packs"] if p["root"] == str(corpus)]
+        assert pack["mode"] == mode and pack["served"] >= 5, pack
+        assert pack["fallbacks"] == {}, pack

@@ -183,4 +183,8 @@ pub(crate) struct VerifyArgs {
     /// Time limit for compiling one file, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
     pub(crate) timeout: f64,
+    /// Also load every module's image in a fresh process and compare it with
+    /// `marshal.loads` of the same payload (every attribute, constants, positions, `dis`).
+    #[arg(long)]
+    pub(crate) deep: bool,
 }

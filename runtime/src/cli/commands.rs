@@ -339,6 +339,36 @@ pub(crate) fn inspect(py: Python<'_>, args: &InspectArgs) -> anyhow::Result<i32>
     Ok(SUCCESS)
 }
 
+/// `ppyc verify --deep`: every image of the pack at `path`, loaded in a fresh process of
+/// `python` (ppyc's hook off), against `marshal.loads` of the same payload
+/// (`python/ppyc/_deep.py`). Prints what that process prints; whether it found nothing.
+fn verify_deep(python: &std::path::Path, path: &std::path::Path) -> bool {
+    let Ok(pack) = Pack::open(path) else {
+        return true; // `verify_pack` reports why
+    };
+    if pack.header().layout_fingerprint == [0; 32] {
+        out!("{}: no images to compare (a marshal pack)", path.display());
+        return true;
+    }
+    let root = ppyc_compiler::verify::pack_root(path, &pack);
+    let mut command = std::process::Command::new(python);
+    command.args(["-m", "ppyc._deep"]).arg(path);
+    if let Some(root) = root {
+        command.arg(root);
+    }
+    match command.env("PPYC_DISABLE", "1").output() {
+        Ok(output) => {
+            let _ = std::io::stdout().write_all(&output.stdout);
+            let _ = std::io::stderr().write_all(&output.stderr);
+            output.status.success()
+        }
+        Err(e) => {
+            eprintln!("error: cannot run `{}`: {e}", python.display());
+            false
+        }
+    }
+}
+
 /// The image lines of `ppyc inspect PACK`: what the pack holds and what this process
 /// would do with it.
 fn describe_images(py: Python<'_>, pack: &Pack) {
@@ -417,9 +447,13 @@ pub(crate) fn verify(py: Python<'_>, args: &VerifyArgs) -> anyhow::Result<i32> {
     }
     let jobs = jobs(args.jobs);
     let reporter = BarReporter::new(false);
+    let deep = args.deep;
     py.detach(move || {
         let mut failed = false;
         for path in &packs {
+            if deep && !verify_deep(&interp.executable, path) {
+                failed = true;
+            }
             match verify_pack(path, &interp, jobs, timeout, &reporter) {
                 Ok(outcome) => {
                     for problem in &outcome.integrity {

@@ -52,7 +52,7 @@ fn marshal_requested(py: Python<'_>) -> bool {
         .and_then(|s| {
             s.getattr("flags")?
                 .getattr("ignore_environment")?
-                .extract::<bool>()
+                .is_truthy()
         })
         .unwrap_or(false);
     !ignore && std::env::var_os("PPYC_MODE").is_some_and(|v| v == "marshal")
