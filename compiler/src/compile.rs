@@ -51,7 +51,7 @@ pub struct BuildOptions {
     pub images: Option<ImageOptions>,
 }
 
-/// How to make images (`spec/FORMAT.md` §11).
+/// How to make images (`spec/FORMAT.md` §10).
 #[derive(Clone, Debug)]
 pub struct ImageOptions {
     /// The target's layout description (`ILAY`); the image workers must report its
@@ -403,7 +403,7 @@ impl Context<'_> {
 const REFUSALS_KEPT: usize = 5;
 
 /// Gives every module whose image is not settled an image, made by the image workers from
-/// its payload (`spec/FORMAT.md` §11.2); a module the snapshot refuses keeps its payload
+/// its payload (`spec/FORMAT.md` §10.7); a module the snapshot refuses keeps its payload
 /// only.
 fn make_images(
     interp: &Interpreter,

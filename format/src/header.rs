@@ -16,7 +16,7 @@ pub const HEADER_SIZE: usize = 256;
 pub const SECTION_ENTRY_SIZE: usize = 64;
 /// The highest read version this reader understands; packs with a higher one are refused.
 pub const READ_VERSION: u32 = 1;
-/// The write version of packs this crate produces (2: image sections, `spec/FORMAT.md` §11).
+/// The write version of packs this crate produces (2: image sections, `spec/FORMAT.md` §10).
 pub const WRITE_VERSION: u32 = 2;
 /// Header flags in this mask are *required*: a reader refuses a pack that sets one it does
 /// not know. Flags outside it are optional and ignored when unknown. Version 1 defines none.

@@ -1,4 +1,4 @@
-//! Module images (image mode, `spec/FORMAT.md` §11): the pure-data side.
+//! Module images (image mode, `spec/FORMAT.md` §10): the pure-data side.
 //!
 //! An image is the memory of the objects a module's code consists of (code objects,
 //! tuples, strings, bytes, numbers), laid out exactly as the target interpreter holds them,
@@ -333,6 +333,19 @@ pub(crate) fn build_sections(
     }
     inam.extend_from_slice(&strings);
 
+    // Object areas are stored LZ4-compressed where that saves at least an eighth (§10.3);
+    // compressing is the expensive part of building the sections: on every core.
+    let stored: Vec<Option<Vec<u8>>> = {
+        use rayon::prelude::*;
+        images
+            .par_iter()
+            .map(|image| {
+                let image = (*image)?;
+                let packed = lz4_flex::block::compress(&image.objects);
+                (packed.len() < image.objects.len() - image.objects.len() / 8).then_some(packed)
+            })
+            .collect()
+    };
     let mut imgo = Vec::new();
     let mut irel = vec![0u8; images.len() * DIRECTORY_ENTRY_SIZE];
     for (i, (image, record_digest)) in images.iter().zip(record_digests).enumerate() {
@@ -340,7 +353,11 @@ pub(crate) fn build_sections(
         imgo.resize(align_up(imgo.len(), OBJECTS_ALIGN), 0);
         irel.resize(align_up(irel.len(), 8), 0);
         let objects_offset = imgo.len() as u64;
-        imgo.extend_from_slice(&image.objects);
+        let (objects, raw_len) = match &stored[i] {
+            Some(packed) => (packed.as_slice(), image.objects.len() as u64),
+            None => (image.objects.as_slice(), 0),
+        };
+        imgo.extend_from_slice(objects);
         let aux_offset = irel.len();
         let items: usize = image.frozensets.iter().map(|f| f.items.len()).sum();
         let u32_of = |n: usize, what| u32::try_from(n).map_err(|_| too_large(what));
@@ -371,14 +388,15 @@ pub(crate) fn build_sections(
                 irel.extend_from_slice(&item.to_le_bytes());
             }
         }
-        let digest = image_checksum(record_digest, &image.objects, &irel[aux_offset..]);
+        let digest = image_checksum(record_digest, objects, &irel[aux_offset..]);
         let aux_len = irel.len() - aux_offset;
         let entry = &mut irel[i * DIRECTORY_ENTRY_SIZE..][..DIRECTORY_ENTRY_SIZE];
         entry[0..8].copy_from_slice(&objects_offset.to_le_bytes());
-        entry[8..16].copy_from_slice(&(image.objects.len() as u64).to_le_bytes());
+        entry[8..16].copy_from_slice(&(objects.len() as u64).to_le_bytes());
         entry[16..24].copy_from_slice(&(aux_offset as u64).to_le_bytes());
         entry[24..32].copy_from_slice(&(aux_len as u64).to_le_bytes());
         entry[32..48].copy_from_slice(&digest);
+        entry[48..56].copy_from_slice(&raw_len.to_le_bytes());
     }
     Ok(ImageSections { imgo, irel, inam })
 }
@@ -412,8 +430,11 @@ pub(crate) struct ImageRanges {
 /// sections, digest not yet checked).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImageRef {
-    /// The object area, as a range of the pack's bytes (16-aligned start).
+    /// The object area as stored, as a range of the pack's bytes (16-aligned start).
     pub objects: Range<usize>,
+    /// The object area's length once decoded: `Some` when it is stored LZ4-compressed
+    /// ([`ImageRef::decode_objects`]), `None` when stored as is.
+    pub compressed_from: Option<usize>,
     /// The relocation data, as a range of the pack's bytes (8-aligned start).
     pub aux: Range<usize>,
     /// [`image_checksum`] of the image.
@@ -423,10 +444,43 @@ pub struct ImageRef {
 }
 
 impl ImageRef {
-    /// Whether `objects` and `aux` (copies of this image's bytes) are intact.
+    /// Whether `objects` (the object area as stored) and `aux` (copies of this image's
+    /// bytes) are intact.
     #[must_use]
     pub fn check(&self, objects: &[u8], aux: &[u8]) -> bool {
         image_checksum(&self.record_digest, objects, aux) == self.digest
+    }
+
+    /// The length of the decoded object area.
+    #[must_use]
+    pub fn objects_len(&self) -> usize {
+        self.compressed_from.unwrap_or(self.objects.len())
+    }
+
+    /// Decodes the stored object area `stored` into `out` ([`ImageRef::objects_len`] bytes):
+    /// LZ4 block decompression (bounds checked: damaged input is an error, never a write
+    /// outside `out`), or a copy.
+    pub fn decode_objects(&self, stored: &[u8], out: &mut [u8]) -> Result<(), FormatError> {
+        if out.len() != self.objects_len() {
+            return Err(FormatError::BadImage("the output has another size".into()));
+        }
+        match self.compressed_from {
+            None if stored.len() == out.len() => out.copy_from_slice(stored),
+            None => {
+                return Err(FormatError::BadImage(
+                    "the object area has another size".into(),
+                ));
+            }
+            Some(_) => match lz4_flex::block::decompress_into(stored, out) {
+                Ok(n) if n == out.len() => {}
+                _ => {
+                    return Err(FormatError::BadImage(
+                        "the object area does not decompress".into(),
+                    ));
+                }
+            },
+        }
+        Ok(())
     }
 }
 
@@ -467,12 +521,21 @@ pub(crate) fn image_ref(
     let aux = range(&ranges.irel, aux_offset, aux_len, 8)
         .filter(|a| a.start >= ranges.directory_end && a.len() >= AUX_HEADER_SIZE)
         .ok_or_else(|| bad("the relocation data lies outside IREL or is misaligned"))?;
-    if e[48..64].iter().any(|&b| b != 0) {
+    if e[56..64].iter().any(|&b| b != 0) {
         return Err(bad("reserved bytes are not zero"));
     }
+    let raw_len = u64_at(e, 48);
+    let compressed_from = match raw_len {
+        0 => None,
+        // A decoded area may be at most 255 times its stored size (LZ4's limit) and, as
+        // any object area, 4 GiB.
+        n if n <= u64::from(u32::MAX) && n <= 255 * objects_len && n % 8 == 0 => Some(n as usize),
+        _ => return Err(bad("an impossible decoded size")),
+    };
     let mut digest = [0; 16];
     digest.copy_from_slice(&e[32..48]);
     Ok(Some(ImageRef {
+        compressed_from,
         objects,
         aux,
         digest,
@@ -495,7 +558,7 @@ pub struct Aux<'a> {
 }
 
 impl<'a> Aux<'a> {
-    /// Parses relocation data (`IREL`, §11.4).
+    /// Parses relocation data (`IREL`, §10.4).
     pub fn parse(aux: &'a [u8]) -> Result<Self, FormatError> {
         let bad = |what: &str| FormatError::BadImage(format!("relocation data: {what}"));
         if aux.len() < AUX_HEADER_SIZE {

@@ -80,7 +80,7 @@ pub struct Module<'a> {
     index: usize,
 }
 
-/// The image sections of a pack (`spec/FORMAT.md` §11), located and bounds checked.
+/// The image sections of a pack (`spec/FORMAT.md` §10), located and bounds checked.
 #[derive(Clone, Copy, Debug)]
 pub struct Images<'a> {
     /// The layout description (`ILAY`); its BLAKE3 is the header's fingerprint.
@@ -511,13 +511,15 @@ impl<'a> Module<'a> {
             return Ok(None);
         };
         let bytes = self.pack.bytes();
-        let (objects, aux) = (&bytes[image.objects.clone()], &bytes[image.aux.clone()]);
-        if !image.check(objects, aux) {
+        let (stored, aux) = (&bytes[image.objects.clone()], &bytes[image.aux.clone()]);
+        if !image.check(stored, aux) {
             return Err(FormatError::BadImage(format!(
                 "the image of `{}` is damaged (digest mismatch)",
                 self.name()
             )));
         }
+        let mut objects = vec![0u8; image.objects_len()];
+        image.decode_objects(stored, &mut objects)?;
         let parsed = crate::image::Aux::parse(aux)?;
         let names = self
             .pack
@@ -537,7 +539,7 @@ impl<'a> Module<'a> {
             })
             .collect();
         Ok(Some(crate::ModuleImage {
-            objects: objects.to_vec(),
+            objects,
             root: parsed.root,
             object_count: parsed.object_count,
             code_count: parsed.code_count,

@@ -1,4 +1,4 @@
-//! Image sections (`spec/FORMAT.md` §11): written, found and checked per module, reused by
+//! Image sections (`spec/FORMAT.md` §10): written, found and checked per module, reused by
 //! incremental builds byte for byte; damage is reported per module and never hides the
 //! marshal payloads.
 

@@ -1,4 +1,4 @@
-//! Keeps `spec/FORMAT.md` honest: the worked example in §10 is the exact output of the
+//! Keeps `spec/FORMAT.md` honest: the worked example in §11 is the exact output of the
 //! writer for the inputs below, and the record layout in §6 is the exact layout rkyv uses.
 //!
 //! After an intentional format change, regenerate the example with
@@ -117,7 +117,7 @@ fn worked_example_in_the_spec_is_what_the_writer_produces() {
     }
     assert_eq!(
         current, block,
-        "spec/FORMAT.md §10 is out of date: rerun with PPYC_BLESS=1 and review the diff"
+        "spec/FORMAT.md §11 is out of date: rerun with PPYC_BLESS=1 and review the diff"
     );
 }
 

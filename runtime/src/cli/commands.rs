@@ -315,8 +315,14 @@ pub(crate) fn inspect(py: Python<'_>, args: &InspectArgs) -> anyhow::Result<i32>
     out!("  pyc flags: {:#x}", m.pyc_flags());
     match m.image() {
         Ok(Some(image)) => out!(
-            "  image: {} of objects, {} of relocation data",
+            "  image: {} of objects ({} stored{}), {} of relocation data",
+            human_bytes(image.objects_len() as u64),
             human_bytes(image.objects.len() as u64),
+            if image.compressed_from.is_some() {
+                ", LZ4"
+            } else {
+                ""
+            },
             human_bytes(image.aux.len() as u64)
         ),
         Ok(None) if h.layout_fingerprint != [0; 32] => {

@@ -1,5 +1,5 @@
 //! Loading a module image: validation, then relocation, identifier binding, frozensets
-//! and fresh code versions (`spec/FORMAT.md` §11.5).
+//! and fresh code versions (`spec/FORMAT.md` §10.6).
 //!
 //! The image's bytes have been read into private memory ([`ImageMemory`]) and their
 //! digest checked by the caller. Validation then proves, before anything is written, that

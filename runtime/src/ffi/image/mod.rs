@@ -1,4 +1,4 @@
-//! Image mode (`spec/FORMAT.md` §11): [`snapshot`] makes a module's image in a compile
+//! Image mode (`spec/FORMAT.md` §10): [`snapshot`] makes a module's image in a compile
 //! worker; [`load`] validates and loads one in the import hook. This module decides, per
 //! pack, whether its images can be used in this process ([`pack_mode`]), and loads one
 //! module's code from a pack, image or payload ([`load_code`]).
@@ -152,14 +152,29 @@ fn load_image<'py>(
     }
     let rt = probe::current(py).map_err(str::to_owned)?;
     let t0 = Instant::now();
-    let mut memory = ImageMemory::new(image.objects.len()).ok_or("no memory for the image")?;
-    pack.read_into(image.objects.clone(), memory.bytes_mut())
-        .map_err(|e| e.to_string())?;
+    let mut memory = ImageMemory::new(image.objects_len()).ok_or("no memory for the image")?;
     let mut aux = vec![0u8; image.aux.len()];
     pack.read_into(image.aux.clone(), &mut aux)
         .map_err(|e| e.to_string())?;
-    if !image.check(memory.bytes(), &aux) {
-        return Err("the image is damaged (digest mismatch)".into());
+    let damaged = || "the image is damaged (digest mismatch)".to_owned();
+    if image.compressed_from.is_some() {
+        // Read the stored bytes (pread: a truncated file is an error, not a SIGBUS), check
+        // them, then decompress into the image memory.
+        let mut stored = vec![0u8; image.objects.len()];
+        pack.read_into(image.objects.clone(), &mut stored)
+            .map_err(|e| e.to_string())?;
+        if !image.check(&stored, &aux) {
+            return Err(damaged());
+        }
+        image
+            .decode_objects(&stored, memory.bytes_mut())
+            .map_err(|e| e.to_string())?;
+    } else {
+        pack.read_into(image.objects.clone(), memory.bytes_mut())
+            .map_err(|e| e.to_string())?;
+        if !image.check(memory.bytes(), &aux) {
+            return Err(damaged());
+        }
     }
     let aux = Aux::parse(&aux).map_err(|e| e.to_string())?;
     let names = pack
@@ -168,7 +183,7 @@ fn load_image<'py>(
         .ok_or("no identifier table")?
         .names;
     phases.read = ns(t0);
-    let bytes = image.objects.len() + image.aux.len();
+    let bytes = image.objects_len() + image.aux.len();
     let code = load::load(py, rt, memory, &aux, &names, cache, filename, phases)?;
     Ok(Some((code, bytes)))
 }

@@ -216,7 +216,7 @@ pub(crate) fn for_minor(minor: u8) -> Option<&'static dyn Layout> {
 }
 
 impl Table {
-    /// The layout description (`ILAY`, `spec/FORMAT.md` §11.1): every fact an image depends
+    /// The layout description (`ILAY`, `spec/FORMAT.md` §10.1): every fact an image depends
     /// on, as sorted `key=value` lines; its BLAKE3 is the layout fingerprint. `build`
     /// identifies the interpreter exactly (version, hexversion, ABI flags, ...).
     pub(crate) fn description(&self, build: &[(&str, String)]) -> Vec<u8> {
