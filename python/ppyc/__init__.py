@@ -10,12 +10,40 @@ native extension (``ppyc._native.main``); this package only hands it ``sys.argv`
 - ``ppyc.Pack(path)`` opens a pack.
 """
 
-# No `from __future__ import annotations` and no eager import of the extension: this
-# package is imported at every start-up by `ppyc.pth`, and a run that opens no pack
-# should not pay for loading `ppyc._native`.
-from ppyc._hook import install, installed, stats, uninstall
+# No `from __future__ import annotations` and no eager imports: this package is imported at
+# every start-up by `ppyc.pth`, which then imports `ppyc._hook` (and the small runtime
+# extension `ppyc._native`); the command line (`ppyc._cli`) is never loaded by imports.
 
 __all__ = ["Pack", "__version__", "install", "installed", "main", "stats", "uninstall"]
+
+
+def install() -> bool:
+    """Installs the import hook in this process (idempotent); returns whether it is active
+    (``False`` under ``PPYC_DISABLE``)."""
+    from ppyc._hook import install as _install
+
+    return _install()
+
+
+def uninstall() -> None:
+    """Removes the import hook; modules already imported stay as they are."""
+    from ppyc._hook import uninstall as _uninstall
+
+    _uninstall()
+
+
+def installed() -> bool:
+    """Whether the import hook is active in this process."""
+    from ppyc._hook import installed as _installed
+
+    return _installed()
+
+
+def stats() -> "dict[str, object]":
+    """The import hook's counters in this process (see ``ppyc._hook.stats``)."""
+    from ppyc._hook import stats as _stats
+
+    return _stats()
 
 
 def _activate() -> None:

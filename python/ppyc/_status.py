@@ -8,14 +8,16 @@ import sys
 import sysconfig
 from typing import Any
 
-from ppyc import _hook
+from ppyc import _native
 
 PTH_NAME = "ppyc.pth"
 # One line (site runs `.pth` lines that start with `import`): ppyc's own start-up, skipped
-# under PPYC_DISABLE, and silent if ppyc was uninstalled without `ppyc disable`.
+# under PPYC_DISABLE (unless -E/-I: ppyc's variables follow Python's rule for its own), and
+# silent if ppyc was uninstalled without `ppyc disable`.
 PTH_LINE = (
-    'import os; exec("try:\\n from ppyc import _activate\\nexcept ImportError:\\n pass\\n'
-    'else:\\n _activate()") if os.environ.get("PPYC_DISABLE", "") in ("", "0") else None\n'
+    'import os, sys; exec("try:\\n from ppyc import _activate\\nexcept ImportError:\\n pass\\n'
+    'else:\\n _activate()") if sys.flags.ignore_environment '
+    'or os.environ.get("PPYC_DISABLE", "") in ("", "0") else None\n'
 )
 
 
@@ -41,8 +43,7 @@ def pth_files() -> list[str]:
 
 
 def _pack_candidates(directory: str) -> list[str]:
-    cached = _hook.cache_pack(directory)
-    return [_hook.in_tree_pack(directory), *([cached] if cached is not None else [])]
+    return _native.pack_candidates(directory)
 
 
 def _pack_status(path: str, directory: str) -> dict[str, Any]:
@@ -52,7 +53,7 @@ def _pack_status(path: str, directory: str) -> dict[str, Any]:
     except OSError as exc:
         info["reason"] = f"it cannot be read ({exc})"
         return info
-    pack, reason = _hook.check_pack(path, st)
+    pack, reason = _native.check_pack(path)
     info["usable"] = reason is None
     if reason is not None:
         info["reason"] = reason
@@ -98,9 +99,9 @@ def collect() -> dict[str, Any]:
             _pack_status(p, directory) for p in _pack_candidates(directory) if os.path.exists(p)
         ]
         entries.append({"dir": directory, "packs": packs})
-    stats = _hook.stats()
+    stats = _native.stats()
     modes = {p["mode"] for e in entries for p in e["packs"] if p.get("usable")}
-    supported, note, _ = _hook._nat().image_support()
+    supported, note, _ = _native.image_support()
     if not modes:
         mode = "none"
     else:
@@ -116,7 +117,7 @@ def collect() -> dict[str, Any]:
         "optimize": sys.flags.optimize,
         "enabled": pth_files(),
         "site_dirs": site_dirs(),
-        "disabled_by_env": _hook.disabled_by_environment(),
+        "disabled_by_env": _native.disabled_by_environment(),
         "installed": stats["installed"],
         "mode": mode,
         "mode_reason": mode_reason,

@@ -16,6 +16,7 @@
 
 mod cli;
 mod ffi;
+mod hook;
 mod interp;
 mod pack;
 
@@ -28,6 +29,77 @@ mod _native {
 
     #[pymodule_export]
     use crate::pack::Pack;
+
+    #[pymodule_export]
+    use crate::hook::{Finder, Served};
+
+    /// Installs the import hook (`spec/IMPORT.md`) with `pack_loader` as the loader class
+    /// of served modules (`profiling_loader` under `PPYC_PROFILE`); returns whether it is
+    /// active (`False` under `PPYC_DISABLE`).
+    #[pyfunction]
+    fn install(
+        py: Python<'_>,
+        pack_loader: &Bound<'_, PyAny>,
+        profiling_loader: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
+        crate::hook::install(py, pack_loader, profiling_loader)
+    }
+
+    /// Removes the import hook; modules already imported stay as they are.
+    #[pyfunction]
+    fn uninstall(py: Python<'_>) -> PyResult<()> {
+        crate::hook::uninstall(py)
+    }
+
+    /// Whether the import hook is active in this process.
+    #[pyfunction]
+    fn installed(py: Python<'_>) -> bool {
+        crate::hook::installed(py)
+    }
+
+    /// The hook's counters (`ppyc.stats()`).
+    #[pyfunction]
+    fn stats(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
+        crate::hook::stats(py)
+    }
+
+    /// The `PPYC_PROFILE` records of this process, one dict per module.
+    #[pyfunction]
+    fn profile_records(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyList>> {
+        crate::hook::profile_records(py)
+    }
+
+    /// Whether `PPYC_DISABLE` asks for the stock importer (ignored under `-E`, like
+    /// Python's own variables).
+    #[pyfunction]
+    fn disabled_by_environment(py: Python<'_>) -> bool {
+        crate::hook::disabled_by_environment(py)
+    }
+
+    /// Whether the hook measures phases in this process (`PPYC_PROFILE`).
+    #[pyfunction]
+    fn profiling() -> bool {
+        crate::hook::profiling()
+    }
+
+    /// A monotonic clock in nanoseconds (the profiling loader's).
+    #[pyfunction]
+    fn now_ns() -> u64 {
+        crate::hook::now_ns()
+    }
+
+    /// The packs that may serve `directory` itself, in the order they are tried.
+    #[pyfunction]
+    fn pack_candidates(py: Python<'_>, directory: &str) -> PyResult<Vec<String>> {
+        crate::hook::pack_candidates(py, directory)
+    }
+
+    /// The pack at `path` under the hook's rules: `(pack, None)` when usable, else
+    /// `(pack or None, why not)`.
+    #[pyfunction]
+    fn check_pack(py: Python<'_>, path: &str) -> PyResult<(Option<Py<Pack>>, Option<String>)> {
+        crate::hook::check_pack_at(py, path)
+    }
 
     /// Runs the `ppyc` command line with `argv` (`sys.argv`); returns the exit status.
     #[pyfunction]

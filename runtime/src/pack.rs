@@ -34,9 +34,113 @@ fn elapsed_ns(t: Instant) -> u64 {
     t.elapsed().as_nanos() as u64
 }
 
+/// `PPYC_CHECK`: how a record's source is checked before its code is used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// One `stat`: size and mtime (nanoseconds) equal to the record's.
+    Timestamp,
+    /// BLAKE3 of the source equal to the record's.
+    Hash,
+    /// Trust the pack.
+    Unchecked,
+}
+
+/// `_imp.check_hash_based_pycs`: when records from hash-based pycs are checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HashPycs {
+    Default,
+    Always,
+    Never,
+}
+
+/// What loading one module gave.
+pub(crate) enum Outcome<'py> {
+    /// The code, and the time the freshness check took.
+    Loaded(image::Loaded<'py>, u64),
+    /// The source changed: the stock importer loads it; `recompile` when only a digest saw
+    /// the change (then its `.pyc` must not be trusted either).
+    Stale { recompile: bool, check_ns: u64 },
+    /// The record, image and payload cannot be used (why), and the check time.
+    Damaged(String, u64),
+}
+
 impl Pack {
-    fn mode(&self, py: Python<'_>) -> &Mode {
+    /// Opens and checks the header of the pack at `path`.
+    pub(crate) fn open(path: &str) -> Result<Self, ppyc_format::FormatError> {
+        ppyc_format::Pack::open(std::path::Path::new(path)).map(|inner| Self {
+            inner,
+            mode: OnceLock::new(),
+        })
+    }
+
+    pub(crate) fn mode(&self, py: Python<'_>) -> &Mode {
         self.mode.get_or_init(|| image::pack_mode(py, &self.inner))
+    }
+
+    /// The pack format's reader.
+    pub(crate) fn inner(&self) -> &ppyc_format::Pack {
+        &self.inner
+    }
+
+    /// Loads module `name` (lookup-table entry `index`) found at `path`: its record
+    /// (checked again), the freshness of `path` by `check` (a record from a hash-based pyc
+    /// is checked exactly when the stock importer would, by `hash_pycs`), then its code from
+    /// the image or the payload with `co_filename` set to `path`.
+    pub(crate) fn load_module<'py>(
+        &self,
+        py: Python<'py>,
+        index: usize,
+        name: &str,
+        path: &Bound<'py, PyString>,
+        check: Check,
+        hash_pycs: HashPycs,
+    ) -> PyResult<Outcome<'py>> {
+        let module = match self.inner.module_at(index) {
+            Ok(m) if m.name() == name => m,
+            Ok(_) => return Ok(Outcome::Damaged("the entry holds another module".into(), 0)),
+            Err(e) => return Ok(Outcome::Damaged(e.to_string(), 0)),
+        };
+        let t0 = Instant::now();
+        let path_str = path.to_str()?;
+        let digest_ok = || {
+            py.detach(|| std::fs::read(path_str))
+                .is_ok_and(|b| blake3::hash(&b).as_bytes() == module.source_blake3())
+        };
+        let flags = module.pyc_flags();
+        let (fresh, recompile) = if flags & 1 != 0 {
+            // A hash-based pyc (PEP 552): checked exactly when the stock importer would,
+            // and when the source changed, the stock loader sees it too (it checks the
+            // `.pyc`'s hash just the same): no recompilation needed.
+            let need =
+                hash_pycs == HashPycs::Always || (hash_pycs == HashPycs::Default && flags & 2 != 0);
+            (!need || digest_ok(), false)
+        } else {
+            match check {
+                Check::Unchecked => (true, false),
+                Check::Hash => (digest_ok(), true),
+                Check::Timestamp => {
+                    let fresh = std::fs::metadata(path_str).is_ok_and(|m| {
+                        m.size() == module.source_size()
+                            && m.mtime() * 1_000_000_000 + m.mtime_nsec()
+                                == module.source_mtime_ns()
+                    });
+                    (fresh, false)
+                }
+            }
+        };
+        let check_ns = elapsed_ns(t0);
+        if !fresh {
+            return Ok(Outcome::Stale {
+                recompile,
+                check_ns,
+            });
+        }
+        Ok(
+            match image::load_code(py, &self.inner, self.mode(py), &module, path) {
+                Ok(l) => Outcome::Loaded(l, check_ns),
+                Err(e) => Outcome::Damaged(e, check_ns),
+            },
+        )
     }
 }
 
@@ -121,17 +225,14 @@ impl Pack {
         )))
     }
 
-    /// Loads module `name` (lookup-table entry `index`, from [`Pack::find`]) for the
-    /// import hook, in one call: its record (checked again), the freshness of `path` (by
-    /// `check`: 0 timestamp, 1 hash, 2 unchecked; a record from a hash-based pyc follows
-    /// `hash_pycs`, the value of `_imp.check_hash_based_pycs`), then the code from the
-    /// image or the payload with `co_filename` set to `path`.
+    /// Loads module `name` (lookup-table entry `index`, from [`Pack::find`]) as the import
+    /// hook does ([`Pack::load_module`]), for tests and tools.
     ///
     /// Returns `(code, "image" | "marshal", bytes, check_ns, read_ns, load_ns, bind_ns,
     /// image_problem)`, or `(None, reason, recompile, check_ns, 0, 0, 0, detail)` when the
     /// stock importer must load the module (`recompile`: the source must be compiled, not
     /// its `.pyc` trusted, because only a digest saw the change).
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (index, name, path, check, hash_pycs))]
     fn load<'py>(
         &self,
         py: Python<'py>,
@@ -141,62 +242,18 @@ impl Pack {
         check: u8,
         hash_pycs: &str,
     ) -> PyResult<Bound<'py, PyTuple>> {
-        let fallback = |reason: &str, recompile: bool, check_ns: u64, detail: Option<String>| {
-            (
-                None::<Bound<'py, PyAny>>,
-                reason,
-                recompile,
-                check_ns,
-                0u64,
-                0u64,
-                0u64,
-                detail,
-            )
-                .into_pyobject(py)
+        let hash_pycs = match hash_pycs {
+            "always" => HashPycs::Always,
+            "never" => HashPycs::Never,
+            _ => HashPycs::Default,
         };
-        let module = match self.inner.module_at(index) {
-            Ok(m) if m.name() == name => m,
-            Ok(_) => {
-                return fallback(
-                    "damaged",
-                    false,
-                    0,
-                    Some("the entry holds another module".into()),
-                );
-            }
-            Err(e) => return fallback("damaged", false, 0, Some(e.to_string())),
+        let check = match check {
+            CHECK_HASH => Check::Hash,
+            CHECK_UNCHECKED => Check::Unchecked,
+            _ => Check::Timestamp,
         };
-        let t0 = Instant::now();
-        let path_str = path.to_str()?;
-        let digest_ok = || {
-            py.detach(|| std::fs::read(path_str))
-                .is_ok_and(|b| blake3::hash(&b).as_bytes() == module.source_blake3())
-        };
-        let flags = module.pyc_flags();
-        let (fresh, recompile) = if flags & 1 != 0 {
-            // A hash-based pyc (PEP 552): checked exactly when the stock importer would.
-            let need = hash_pycs == "always" || (hash_pycs == "default" && flags & 2 != 0);
-            (!need || digest_ok(), true)
-        } else {
-            match check {
-                CHECK_UNCHECKED => (true, false),
-                CHECK_HASH => (digest_ok(), true),
-                _ => {
-                    let fresh = std::fs::metadata(path_str).is_ok_and(|m| {
-                        m.size() == module.source_size()
-                            && m.mtime() * 1_000_000_000 + m.mtime_nsec()
-                                == module.source_mtime_ns()
-                    });
-                    (fresh, false)
-                }
-            }
-        };
-        let check_ns = elapsed_ns(t0);
-        if !fresh {
-            return fallback("stale", recompile, check_ns, None);
-        }
-        match image::load_code(py, &self.inner, self.mode(py), &module, path) {
-            Ok(l) => (
+        match self.load_module(py, index, name, path, check, hash_pycs)? {
+            Outcome::Loaded(l, check_ns) => (
                 Some(l.code),
                 if l.image { "image" } else { "marshal" },
                 l.bytes,
@@ -207,7 +264,31 @@ impl Pack {
                 l.image_problem,
             )
                 .into_pyobject(py),
-            Err(e) => fallback("damaged", false, check_ns, Some(e)),
+            Outcome::Stale {
+                recompile,
+                check_ns,
+            } => (
+                None::<Bound<'py, PyAny>>,
+                "stale",
+                recompile,
+                check_ns,
+                0u64,
+                0u64,
+                0u64,
+                None::<String>,
+            )
+                .into_pyobject(py),
+            Outcome::Damaged(detail, check_ns) => (
+                None::<Bound<'py, PyAny>>,
+                "damaged",
+                false,
+                check_ns,
+                0u64,
+                0u64,
+                0u64,
+                Some(detail),
+            )
+                .into_pyobject(py),
         }
     }
 

@@ -125,3 +125,25 @@ pub(crate) unsafe fn intern_immortal(s: *mut *mut ffi::PyObject) {
     // SAFETY: the caller's contract; the current interpreter is the caller's.
     unsafe { _PyUnicode_InternImmortal(ffi::PyInterpreterState_Get(), s) }
 }
+
+/// `os.fsdecode` of raw name bytes (the filesystem encoding with surrogateescape, as
+/// `os.listdir` decodes names).
+pub(crate) fn decode_fs<'py>(
+    py: pyo3::Python<'py>,
+    bytes: &[u8],
+) -> pyo3::PyResult<pyo3::Bound<'py, pyo3::PyAny>> {
+    // SAFETY: `bytes` is valid for its length; the call returns a new reference or NULL
+    // with an exception set (the GIL is held: `py`).
+    unsafe {
+        pyo3::Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyUnicode_DecodeFSDefaultAndSize(bytes.as_ptr().cast(), bytes.len() as isize),
+        )
+    }
+}
+
+/// The effective user id of this process.
+pub(crate) fn effective_uid() -> u32 {
+    // SAFETY: `geteuid` has no preconditions and cannot fail (POSIX).
+    unsafe { libc::geteuid() }
+}

@@ -1,0 +1,320 @@
+//! Which pack serves a directory, the rules a pack must pass before it is used
+//! (`spec/IMPORT.md`, "Which pack serves a directory"), and each pack's counters.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::pack::Pack;
+
+/// What the running interpreter expects of a pack.
+#[derive(Clone, Debug)]
+pub(crate) struct Target {
+    pub(crate) cache_tag: String,
+    pub(crate) magic: [u8; 4],
+    pub(crate) optimize: u8,
+}
+
+/// Counters of one pack in this process.
+#[derive(Debug, Default)]
+pub(crate) struct PackStats {
+    pub(crate) served: u64,
+    pub(crate) served_image: u64,
+    pub(crate) served_marshal: u64,
+    pub(crate) fallbacks: BTreeMap<String, u64>,
+    pub(crate) images_not_used: BTreeMap<String, u64>,
+    pub(crate) problems: u64,
+}
+
+/// A usable pack and the directory it packs.
+pub(crate) struct PackEntry {
+    pub(crate) pack: Py<Pack>,
+    pub(crate) path: String,
+    pub(crate) root: String,
+    pub(crate) modules: usize,
+    pub(crate) mode: &'static str,
+    pub(crate) mode_reason: Option<String>,
+    pub(crate) stats: Mutex<PackStats>,
+}
+
+impl PackEntry {
+    pub(crate) fn count(&self, f: impl FnOnce(&mut PackStats)) {
+        f(&mut self
+            .stats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner));
+    }
+}
+
+/// A pack that was found and refused, for `stats()` and `ppyc status`.
+#[derive(Clone, Debug)]
+pub(crate) struct Refused {
+    pub(crate) path: String,
+    pub(crate) root: String,
+    pub(crate) reason: String,
+}
+
+/// Every pack this process looked at, and which serves each directory.
+#[derive(Default)]
+pub(crate) struct Registry {
+    /// Directory (as `FileFinder.path` holds it) -> the pack serving it.
+    dirs: HashMap<String, Option<Arc<PackEntry>>>,
+    /// Pack path -> the usable pack opened from it (`None`: refused or absent).
+    by_path: HashMap<String, Option<Arc<PackEntry>>>,
+    /// In the order they were opened.
+    pub(crate) usable: Vec<Arc<PackEntry>>,
+    pub(crate) refused: Vec<Refused>,
+    /// Warnings not yet written (written by the caller once the lock is released).
+    pub(crate) pending_warnings: Vec<String>,
+    warned: HashSet<String>,
+    /// Decisions to explain under `PPYC_VERBOSE`.
+    pub(crate) pending_explanations: Vec<String>,
+}
+
+/// Whether `name` is a Python identifier as `str.isidentifier` decides for a directory
+/// name (a package directory or a namespace portion).
+fn identifier(name: &str) -> bool {
+    ppyc_compiler::walk::is_identifier(name)
+}
+
+impl Registry {
+    pub(crate) fn forget_directories(&mut self) {
+        self.dirs.clear();
+    }
+
+    /// Whether this is the first warning about the pack at `path` in this process.
+    pub(crate) fn first_warning(&mut self, path: &str) -> bool {
+        self.warned.insert(path.to_owned())
+    }
+
+    fn warn_once(&mut self, key: &str, message: String) {
+        if self.warned.insert(key.to_owned()) {
+            self.pending_warnings.push(message);
+        }
+    }
+
+    /// The pack that serves `directory` (`spec/IMPORT.md`): its own pack in the tree; else,
+    /// when `directory` lies in a packed tree below a path of identifiers (a package
+    /// directory or a namespace portion), that tree's pack; else its own pack in the user
+    /// cache.
+    pub(crate) fn entry_for(
+        &mut self,
+        py: Python<'_>,
+        target: &Target,
+        verbose: bool,
+        directory: &str,
+    ) -> Option<Arc<PackEntry>> {
+        if let Some(found) = self.dirs.get(directory) {
+            return found.clone();
+        }
+        let dir = Path::new(directory);
+        let in_tree = ppyc_format::in_tree_pack_path(dir, &target.cache_tag, target.optimize);
+        let mut entry = self.open(py, target, verbose, &in_tree.to_string_lossy(), directory);
+        if entry.is_none() {
+            let (mut child, mut parent) = (dir, dir.parent());
+            while let Some(up) = parent {
+                let name = child.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                if !identifier(name) {
+                    break;
+                }
+                if let Some(found) = self.entry_for(py, target, verbose, &up.to_string_lossy()) {
+                    entry = Some(found);
+                    break;
+                }
+                (child, parent) = (up, up.parent());
+            }
+        }
+        if entry.is_none() {
+            if let (Some(cache), Ok(real)) = (ppyc_format::cache_dir(), std::fs::canonicalize(dir))
+            {
+                let cached =
+                    ppyc_format::cache_pack_path(&cache, &real, &target.cache_tag, target.optimize);
+                entry = self.open_cached(
+                    py,
+                    target,
+                    verbose,
+                    &cache,
+                    &cached.to_string_lossy(),
+                    directory,
+                );
+            }
+        }
+        self.dirs.insert(directory.to_owned(), entry.clone());
+        entry
+    }
+
+    /// A pack in the user cache: used only when it and the cache directory belong to the
+    /// running user and nobody else can write them (`spec/SECURITY.md`).
+    fn open_cached(
+        &mut self,
+        py: Python<'_>,
+        target: &Target,
+        verbose: bool,
+        cache: &Path,
+        path: &str,
+        root: &str,
+    ) -> Option<Arc<PackEntry>> {
+        let Ok(st) = std::fs::metadata(path) else {
+            return None;
+        };
+        let me = crate::ffi::raw::effective_uid();
+        let cache_ok =
+            std::fs::metadata(cache).is_ok_and(|c| c.uid() == me && c.mode() & 0o022 == 0);
+        if st.uid() != me || !cache_ok {
+            self.refuse(
+                path,
+                root,
+                "it is in a user cache that does not belong to this user, or that others can write"
+                    .into(),
+            );
+            return None;
+        }
+        self.open(py, target, verbose, path, root)
+    }
+
+    fn refuse(&mut self, path: &str, root: &str, reason: String) {
+        self.warn_once(
+            path,
+            format!("ignoring pack `{path}`: {reason}; the stock importer is used instead"),
+        );
+        self.refused.push(Refused {
+            path: path.to_owned(),
+            root: root.to_owned(),
+            reason,
+        });
+        self.by_path.insert(path.to_owned(), None);
+    }
+
+    /// Opens the pack at `path` for directory `root`, or says why not (`None`).
+    fn open(
+        &mut self,
+        py: Python<'_>,
+        target: &Target,
+        verbose: bool,
+        path: &str,
+        root: &str,
+    ) -> Option<Arc<PackEntry>> {
+        if let Some(known) = self.by_path.get(path) {
+            return known.clone();
+        }
+        let Ok(st) = std::fs::metadata(path) else {
+            return None; // no pack here: nothing to say
+        };
+        match check_pack(py, target, path, &st) {
+            Ok(pack) => {
+                let (mode, mode_reason) = {
+                    let p = pack.bind(py).get();
+                    let m = p.mode(py);
+                    (m.name(), m.reason().map(str::to_owned))
+                };
+                let modules = pack.bind(py).get().inner().len();
+                if verbose {
+                    self.pending_explanations.push(format!(
+                        "using pack `{path}` ({modules} modules) for `{root}` ({mode} mode)"
+                    ));
+                }
+                let entry = Arc::new(PackEntry {
+                    pack,
+                    path: path.to_owned(),
+                    root: root.to_owned(),
+                    modules,
+                    mode,
+                    mode_reason,
+                    stats: Mutex::new(PackStats::default()),
+                });
+                self.by_path
+                    .insert(path.to_owned(), Some(Arc::clone(&entry)));
+                self.usable.push(Arc::clone(&entry));
+                Some(entry)
+            }
+            Err((_, reason)) => {
+                self.refuse(path, root, reason);
+                None
+            }
+        }
+    }
+}
+
+/// Why a pack is not used: the open pack when it could be read, and the reason.
+pub(crate) type Refusal = (Option<Py<Pack>>, String);
+
+/// The rules of `spec/IMPORT.md` for the pack at `path` (whose metadata is `st`): the open
+/// pack when usable, else why not (with the pack when it could be read).
+pub(crate) fn check_pack(
+    py: Python<'_>,
+    target: &Target,
+    path: &str,
+    st: &std::fs::Metadata,
+) -> Result<Py<Pack>, Refusal> {
+    let refuse = |reason: String| Err((None, reason));
+    if !st.is_file() {
+        return refuse("it is not a regular file".into());
+    }
+    let parent = Path::new(path).parent().unwrap_or(Path::new("/"));
+    let parent_uid = match std::fs::metadata(parent) {
+        Ok(m) => m.uid(),
+        Err(e) => return refuse(format!("its directory cannot be read ({e})")),
+    };
+    if st.uid() != parent_uid {
+        return refuse("it is not owned by the owner of its directory".into());
+    }
+    if st.mode() & 0o022 != 0 {
+        return refuse("it is writable by others than its owner".into());
+    }
+    let pack = match Pack::open(path) {
+        Ok(p) => p,
+        Err(e) => return refuse(format!("it cannot be read ({e})")),
+    };
+    let header = pack.inner().header();
+    let reason =
+        if header.target.cache_tag != target.cache_tag || header.target.pyc_magic != target.magic {
+            let hex = |m: &[u8; 4]| m.iter().map(|b| format!("{b:02x}")).collect::<String>();
+            Some(format!(
+                "it was built for another interpreter ({}, magic {}, this is {}, magic {})",
+                header.target.cache_tag,
+                hex(&header.target.pyc_magic),
+                target.cache_tag,
+                hex(&target.magic)
+            ))
+        } else if header.target.optimize != target.optimize {
+            Some(format!(
+                "it holds code for -O level {}, not {}",
+                header.target.optimize, target.optimize
+            ))
+        } else {
+            None
+        };
+    let pack = Py::new(py, pack).map_err(|e| (None, e.to_string()))?;
+    match reason {
+        None => Ok(pack),
+        Some(reason) => Err((Some(pack), reason)),
+    }
+}
+
+/// A pack's entry of `ppyc.stats()["packs"]`.
+pub(crate) fn entry_stats<'py>(py: Python<'py>, e: &PackEntry) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    let s = e
+        .stats
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    d.set_item("path", &e.path)?;
+    d.set_item("root", &e.root)?;
+    d.set_item("usable", true)?;
+    d.set_item("modules", e.modules)?;
+    d.set_item("mode", e.mode)?;
+    d.set_item("mode_reason", e.mode_reason.as_deref())?;
+    d.set_item("served", s.served)?;
+    let by_mode = PyDict::new(py);
+    by_mode.set_item("image", s.served_image)?;
+    by_mode.set_item("marshal", s.served_marshal)?;
+    d.set_item("served_by_mode", by_mode)?;
+    d.set_item("fallbacks", s.fallbacks.clone())?;
+    d.set_item("images_not_used", s.images_not_used.clone())?;
+    d.set_item("problems", s.problems)?;
+    Ok(d)
+}
