@@ -32,7 +32,7 @@ lint:
 
 rust-test:
 	PPYC_TEST_PYTHONS="$(subst $(eval) ,:,$(TEST_PYTHONS))" \
-	  cargo test --workspace --exclude ppyc-runtime --locked --release
+	  cargo test --workspace --exclude ppyc-runtime --exclude ppyc-cli --locked --release
 
 # Debian's Chromium: the `ppyc importtime --html` report is opened in it by the tests.
 browser:

@@ -70,6 +70,6 @@ def main() -> None:
     """Entry point of the ``ppyc`` console script."""
     import sys
 
-    from ppyc._native import main as _main
+    from ppyc._cli import main as _main
 
     sys.exit(_main(sys.argv))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ppyc._native import main
+from ppyc._cli import main
 
 if __name__ == "__main__":
     sys.argv[0] = "ppyc"

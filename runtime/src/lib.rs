@@ -1,23 +1,20 @@
-//! `ppyc._native`: the CPython extension of ppyc.
+//! `ppyc._native`: the CPython extension that imports load.
 //!
-//! It hosts the `ppyc` command line (written in Rust with clap, [`cli`]): the console script
-//! and `python -m ppyc` only hand it `sys.argv`. It also exposes the pack reader to Python
-//! ([`pack::Pack`]: lookups, digests and a read-only buffer over the mapping), on which the
-//! import hook (`python/ppyc/_hook.py`, `spec/IMPORT.md`) serves modules.
+//! It holds the import hook ([`hook`], `spec/IMPORT.md`: a native meta path finder and the
+//! per-module load call) and the pack reader for Python ([`pack::Pack`]: lookups, digests,
+//! a read-only buffer over the mapping, image loads). `ppyc.pth` loads it at start-up, so it
+//! holds nothing else: the command line is the separate extension `ppyc._cli` (crate
+//! `ppyc-cli`), which `build.rs` builds next to it.
 //!
 //! # Source layout
-//! - `cli/`: argument parsing, the commands (`compile`, `inspect`, `verify`; `enable`,
-//!   `disable`, `status` in `cli/hook.rs`), progress and summary output. Only this module
-//!   prints.
-//! - `pack.rs`: the `Pack` class.
-//! - `interp.rs`: describing the running interpreter.
-//! - `ffi/`: every direct use of CPython's C API and object layouts (none yet beyond PyO3's
-//!   safe API; image mode adds the per-version layout tables here).
+//! - `hook/`: the meta path finder (`finder.rs`), which pack serves a directory
+//!   (`packs.rs`), counters and `PPYC_PROFILE` records (`mod.rs`).
+//! - `pack.rs`: the `Pack` class and the one load call per module.
+//! - `ffi/`: every direct use of CPython's C API and object layouts: the per-version layout
+//!   tables checked at run time (`ffi/layout/`), image snapshots and loads (`ffi/image/`).
 
-mod cli;
 mod ffi;
 mod hook;
-mod interp;
 mod pack;
 
 use pyo3::prelude::*;
@@ -101,12 +98,6 @@ mod _native {
         crate::hook::check_pack_at(py, path)
     }
 
-    /// Runs the `ppyc` command line with `argv` (`sys.argv`); returns the exit status.
-    #[pyfunction]
-    fn main(py: Python<'_>, argv: Vec<String>) -> i32 {
-        crate::cli::main(py, argv)
-    }
-
     /// BLAKE3 of the file at `path` (raises `OSError`), for `PPYC_CHECK=hash`.
     #[pyfunction]
     fn file_digest<'py>(
@@ -140,12 +131,12 @@ mod _native {
     /// Whether image mode is possible in this interpreter: `(True, fingerprint, layout
     /// description)` or `(False, reason, None)`.
     #[pyfunction]
-    fn image_support(py: Python<'_>) -> (bool, String, Option<String>) {
+    fn image_support(py: Python<'_>) -> (bool, String, Option<Bound<'_, pyo3::types::PyBytes>>) {
         match crate::ffi::layout::probe::current(py) {
             Ok(rt) => (
                 true,
                 rt.fingerprint.iter().map(|b| format!("{b:02x}")).collect(),
-                Some(String::from_utf8_lossy(&rt.description).into_owned()),
+                Some(pyo3::types::PyBytes::new(py, &rt.description)),
             ),
             Err(reason) => (false, reason.to_owned(), None),
         }

@@ -67,20 +67,13 @@ pub(crate) fn compile(py: Python<'_>, args: &CompileArgs) -> anyhow::Result<i32>
     }
     let (images, marshal_reason) = match args.mode {
         PackMode::Marshal => (None, Some("--mode marshal".to_owned())),
-        mode => match crate::ffi::layout::probe::current(py) {
-            Ok(rt) => {
-                let native: PathBuf = py
-                    .import("ppyc._native")
-                    .and_then(|m| m.getattr("__file__")?.extract())
-                    .context("cannot locate ppyc's extension")?;
-                let layout = rt.description.clone();
-                (Some(ImageOptions { layout, native }), None)
-            }
+        mode => match image_support(py)? {
+            Ok((layout, native)) => (Some(ImageOptions { layout, native }), None),
             Err(reason) if mode == PackMode::Image => {
                 eprintln!("error: image mode is not possible with this interpreter: {reason}");
                 return Ok(FAILURE);
             }
-            Err(reason) => (None, Some(reason.to_owned())),
+            Err(reason) => (None, Some(reason)),
         },
     };
     let reporter = BarReporter::new(args.quiet);
@@ -412,10 +405,44 @@ fn describe_images(py: Python<'_>, pack: &Pack) {
             images.names.len()
         );
     }
-    match crate::ffi::image::pack_mode(py, pack) {
-        crate::ffi::image::Mode::Image(_) => out!("  mode here: image"),
-        crate::ffi::image::Mode::Marshal(reason) => out!("  mode here: marshal ({reason})"),
+    match mode_here(py, pack) {
+        Ok((mode, None)) => out!("  mode here: {mode}"),
+        Ok((mode, Some(reason))) => out!("  mode here: {mode} ({reason})"),
+        Err(e) => out!("  mode here: unknown ({e})"),
     }
+}
+
+/// Whether this interpreter can make and load images (`ppyc._native.image_support`): its
+/// layout description and the path of `ppyc._native` (which image workers load), or why
+/// not.
+fn image_support(py: Python<'_>) -> anyhow::Result<Result<(Vec<u8>, PathBuf), String>> {
+    let native = py
+        .import("ppyc._native")
+        .context("cannot load ppyc._native")?;
+    let (ok, note, layout): (bool, String, Option<Vec<u8>>) = native
+        .call_method0("image_support")
+        .and_then(|r| r.extract())
+        .context("cannot ask ppyc._native for image support")?;
+    if !ok {
+        return Ok(Err(note));
+    }
+    let path: PathBuf = native
+        .getattr("__file__")
+        .and_then(|f| f.extract())
+        .context("cannot locate ppyc's extension")?;
+    Ok(Ok((layout.unwrap_or_default(), path)))
+}
+
+/// `(mode, reason)` of the pack in this process, as the import hook would decide.
+fn mode_here(py: Python<'_>, pack: &Pack) -> PyResult<(String, Option<String>)> {
+    let Some(path) = pack.path() else {
+        return Ok(("marshal".into(), Some("the pack is not a file".into())));
+    };
+    py.import("ppyc._native")?
+        .getattr("Pack")?
+        .call1((path.to_string_lossy().into_owned(),))?
+        .call_method0("mode_info")?
+        .extract()
 }
 
 fn verify_interp(py: Python<'_>) -> anyhow::Result<Interpreter> {
