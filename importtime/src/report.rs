@@ -62,8 +62,67 @@ pub struct PythonInfo {
 #[derive(Debug, Clone, Serialize)]
 pub struct PpycInfo {
     pub version: String,
-    pub mode: String,
+    /// How the target's served modules were loaded, over every profiled run; `None` when
+    /// nothing was served. [`build`] sets it from the runs (what is given is replaced).
+    pub mode: Option<Mode>,
     pub hook_enabled: bool,
+}
+
+/// How ppyc made code objects: from a module's image, by `marshal.loads` of its payload,
+/// or both (some modules one way, some the other).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Image,
+    Marshal,
+    Mixed,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Image => "image",
+            Mode::Marshal => "marshal",
+            Mode::Mixed => "mixed",
+        }
+    }
+
+    /// The mode of a served record: its `mode`, `marshal` when it has none (a runtime
+    /// from before image mode, which had only that); `None` for a value this version
+    /// does not know.
+    fn of_record(record: &Record) -> Option<Mode> {
+        match record.mode.as_deref() {
+            Some("image") => Some(Mode::Image),
+            Some("marshal") | None => Some(Mode::Marshal),
+            Some(_) => None,
+        }
+    }
+
+    /// One mode for many loads: theirs when they agree, else `mixed`; `None` for none.
+    fn combine(modes: impl IntoIterator<Item = Mode>) -> Option<Mode> {
+        modes
+            .into_iter()
+            .reduce(|a, b| if a == b { a } else { Mode::Mixed })
+    }
+
+    /// The phases that turn the bytes read into a code object, in this mode.
+    pub fn load_phases(self) -> &'static [Phase] {
+        match self {
+            Mode::Image => &[Phase::Relocate, Phase::Bind],
+            Mode::Marshal => &[Phase::Unmarshal],
+            Mode::Mixed => &[Phase::Unmarshal, Phase::Relocate, Phase::Bind],
+        }
+    }
+}
+
+/// The mode of the served modules of the ppyc side's runs (`meta.ppyc.mode`).
+pub fn served_mode(runs: &[ProfiledRun]) -> Option<Mode> {
+    Mode::combine(
+        runs.iter()
+            .flat_map(|r| r.records.values())
+            .filter(|r| r.served)
+            .filter_map(Mode::of_record),
+    )
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -97,22 +156,91 @@ pub struct Side {
     pub tree: Vec<Node>,
 }
 
+/// Where a module's import went on the ppyc side (microseconds). A phase a module did not
+/// go through is 0: `unmarshal` in image mode, `relocate` and `bind` in marshal mode.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Phases {
     pub find_us: f64,
     pub check_us: f64,
+    /// Reading the module's bytes from the mapped pack (its image, or its payload in marshal
+    /// mode) and checking their digest.
     pub read_us: f64,
+    /// Marshal mode: `marshal.loads`.
     pub unmarshal_us: f64,
-    /// Self time minus the four above.
+    /// Image mode: validating and relocating the image.
+    pub relocate_us: f64,
+    /// Image mode: binding the image's identifiers to interned strings.
+    pub bind_us: f64,
+    /// Self time minus every phase above.
     pub exec_us: f64,
 }
 
+/// One phase of [`Phases`], in the order a load goes through them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Find,
+    Check,
+    Read,
+    Unmarshal,
+    Relocate,
+    Bind,
+    Exec,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Find => "find",
+            Phase::Check => "check",
+            Phase::Read => "read",
+            Phase::Unmarshal => "unmarshal",
+            Phase::Relocate => "relocate",
+            Phase::Bind => "bind",
+            Phase::Exec => "exec",
+        }
+    }
+
+    /// The phases a report shows for a ppyc side of `mode`: find, check and read, the ones
+    /// that make code objects in that mode (none when nothing was served), exec.
+    pub fn shown(mode: Option<Mode>) -> Vec<Phase> {
+        let mut out = vec![Phase::Find, Phase::Check, Phase::Read];
+        out.extend_from_slice(mode.map_or(&[], Mode::load_phases));
+        out.push(Phase::Exec);
+        out
+    }
+}
+
 impl Phases {
+    pub fn get(&self, phase: Phase) -> f64 {
+        match phase {
+            Phase::Find => self.find_us,
+            Phase::Check => self.check_us,
+            Phase::Read => self.read_us,
+            Phase::Unmarshal => self.unmarshal_us,
+            Phase::Relocate => self.relocate_us,
+            Phase::Bind => self.bind_us,
+            Phase::Exec => self.exec_us,
+        }
+    }
+
+    /// Everything before the module's body runs: find, check, read, unmarshal, relocate
+    /// and bind.
+    pub fn loading_us(&self) -> f64 {
+        self.find_us
+            + self.check_us
+            + self.read_us
+            + self.unmarshal_us
+            + self.relocate_us
+            + self.bind_us
+    }
+
     fn add(&mut self, other: &Phases) {
         self.find_us += other.find_us;
         self.check_us += other.check_us;
         self.read_us += other.read_us;
         self.unmarshal_us += other.unmarshal_us;
+        self.relocate_us += other.relocate_us;
+        self.bind_us += other.bind_us;
         self.exec_us += other.exec_us;
     }
 }
@@ -125,6 +253,8 @@ pub struct Node {
     pub cached: bool,
     pub served: Option<bool>,
     pub reason: Option<String>,
+    /// ppyc side, served modules: how the code was loaded.
+    pub mode: Option<Mode>,
     pub phases: Option<Phases>,
     pub children: Vec<Node>,
 }
@@ -148,6 +278,8 @@ pub struct PpycTimes {
     pub cum_us: f64,
     pub served: bool,
     pub reason: Option<String>,
+    /// Served modules: how the code was loaded (`mixed` if the runs differ).
+    pub mode: Option<Mode>,
     pub phases: Option<Phases>,
 }
 
@@ -218,20 +350,35 @@ fn medians(runs: &[ProfiledRun]) -> BTreeMap<String, (f64, f64)> {
         .collect()
 }
 
-/// The ppyc side's view of one module over the runs: served if it was in most runs; the
-/// most frequent reason otherwise; median phases.
+/// The ppyc side's view of one module over the runs: served if it was in most runs (and
+/// then how its code was loaded); the most frequent reason otherwise; median phases.
 fn ppyc_outcome(
     name: &str,
     self_us: f64,
     runs: &[ProfiledRun],
     known: &Known,
-) -> (bool, Option<String>, Option<Phases>) {
+) -> (bool, Option<String>, Option<Mode>, Option<Phases>) {
     let records: Vec<&Record> = runs.iter().filter_map(|r| r.records.get(name)).collect();
     let builtin_or_frozen = known.builtin.contains(name) || known.frozen.contains(name);
     if records.is_empty() || builtin_or_frozen {
-        return (false, Some(unrecorded_reason(name, known).to_owned()), None);
+        return (
+            false,
+            Some(unrecorded_reason(name, known).to_owned()),
+            None,
+            None,
+        );
     }
     let served = records.iter().filter(|r| r.served).count() * 2 > runs.len().max(1);
+    let mode = if served {
+        Mode::combine(
+            records
+                .iter()
+                .filter(|r| r.served)
+                .filter_map(|r| Mode::of_record(r)),
+        )
+    } else {
+        None
+    };
     let reason = if served {
         None
     } else {
@@ -265,12 +412,12 @@ fn ppyc_outcome(
         check_us: us(|r| r.check_ns),
         read_us: us(|r| r.read_ns),
         unmarshal_us: us(|r| r.unmarshal_ns),
+        relocate_us: us(|r| r.relocate_ns),
+        bind_us: us(|r| r.bind_ns),
         exec_us: 0.0,
     };
-    phases.exec_us =
-        (self_us - phases.find_us - phases.check_us - phases.read_us - phases.unmarshal_us)
-            .max(0.0);
-    (served, reason, Some(phases))
+    phases.exec_us = (self_us - phases.loading_us()).max(0.0);
+    (served, reason, mode, Some(phases))
 }
 
 /// Builds the report from the measurements.
@@ -286,7 +433,7 @@ pub struct Inputs<'a> {
 
 pub fn build(inputs: Inputs<'_>) -> Report {
     let Inputs {
-        meta,
+        mut meta,
         wall_stock_ms,
         wall_ppyc_ms,
         stock_runs,
@@ -322,12 +469,13 @@ pub fn build(inputs: Inputs<'_>) -> Report {
         ));
     }
 
+    meta.ppyc.mode = served_mode(ppyc_runs);
     let stock_medians = medians(stock_runs);
     let ppyc_medians = medians(ppyc_runs);
     let mut phase_totals = Phases::default();
     let mut ppyc_rows: BTreeMap<String, PpycTimes> = BTreeMap::new();
     for (name, (self_us, cum_us)) in &ppyc_medians {
-        let (served, reason, phases) = ppyc_outcome(name, *self_us, ppyc_runs, known);
+        let (served, reason, mode, phases) = ppyc_outcome(name, *self_us, ppyc_runs, known);
         if let Some(p) = &phases {
             phase_totals.add(p);
         }
@@ -338,6 +486,7 @@ pub fn build(inputs: Inputs<'_>) -> Report {
                 cum_us: *cum_us,
                 served,
                 reason,
+                mode,
                 phases,
             },
         );
@@ -420,6 +569,7 @@ fn node(
         cached: t.row.cached,
         served: info.map(|i| i.served),
         reason: info.and_then(|i| i.reason.clone()),
+        mode: info.and_then(|i| i.mode),
         phases: info.and_then(|i| i.phases.clone()),
         children: t.children.iter().map(|c| node(c, medians, ppyc)).collect(),
     }
@@ -446,7 +596,8 @@ mod tests {
             },
             ppyc: PpycInfo {
                 version: "0.1.0".into(),
-                mode: "marshal".into(),
+                // What `build` must replace by what the runs show.
+                mode: Some(Mode::Mixed),
                 hook_enabled: true,
             },
             runs: 3,
@@ -545,6 +696,197 @@ mod tests {
         assert_eq!(r.modules[0].name, "a");
         assert_eq!(r.phases.find_us, 11.0);
         assert!(r.wall.warnings.is_empty(), "{:?}", r.wall.warnings);
+        // Records without a mode come from a runtime that only had marshal mode.
+        assert_eq!(r.meta.ppyc.mode, Some(Mode::Marshal));
+        assert_eq!(p.mode, Some(Mode::Marshal));
+        assert_eq!(r.sides.ppyc.tree[0].mode, Some(Mode::Marshal));
+        assert_eq!(b.ppyc.as_ref().unwrap().mode, None);
+        assert_eq!(r.sides.stock.tree[0].mode, None);
+    }
+
+    /// A served record as the runtime writes it in `mode`, with phases in microseconds
+    /// (find, check, read, the load phase(s), exec).
+    fn served(module: &str, mode: &str, us: [u64; 4]) -> Record {
+        let [find, check, read, load] = us.map(|u| u * 1000);
+        let image = mode == "image";
+        Record {
+            module: module.to_owned(),
+            served: true,
+            find_ns: find,
+            check_ns: check,
+            read_ns: read,
+            unmarshal_ns: if image { 0 } else { load },
+            relocate_ns: if image { load } else { 0 },
+            bind_ns: if image { load / 2 } else { 0 },
+            mode: Some(mode.to_owned()),
+            exec_ns: 999_000_000,
+            ..Record::default()
+        }
+    }
+
+    fn runs_of(text: &str, records: Vec<Vec<Record>>) -> Vec<ProfiledRun> {
+        records
+            .into_iter()
+            .map(|rs| ProfiledRun {
+                rows: parse(text).rows,
+                records: rs.into_iter().map(|r| (r.module.clone(), r)).collect(),
+            })
+            .collect()
+    }
+
+    fn build_ppyc(runs: &[ProfiledRun]) -> Report {
+        build(Inputs {
+            meta: meta(),
+            wall_stock_ms: &[1.0],
+            wall_ppyc_ms: &[1.0],
+            stock_runs: &[],
+            ppyc_runs: runs,
+            known: &Known::default(),
+            memory: None,
+        })
+    }
+
+    #[test]
+    fn image_phases_medians_and_rest() {
+        let text = "import time:       300 |        300 |   a.sub\nimport time:       500 |        800 | a\n";
+        let runs = runs_of(
+            text,
+            vec![
+                vec![
+                    served("a", "image", [10, 2, 4, 40]),
+                    served("a.sub", "image", [1, 1, 1, 8]),
+                ],
+                vec![
+                    served("a", "image", [30, 4, 6, 60]),
+                    served("a.sub", "image", [1, 1, 1, 8]),
+                ],
+                vec![
+                    served("a", "image", [20, 3, 5, 50]),
+                    served("a.sub", "image", [1, 1, 1, 8]),
+                ],
+            ],
+        );
+        let r = build_ppyc(&runs);
+        assert_eq!(r.meta.ppyc.mode, Some(Mode::Image));
+        let a = r.modules.iter().find(|m| m.name == "a").unwrap();
+        let p = a.ppyc.as_ref().unwrap();
+        assert_eq!(p.mode, Some(Mode::Image));
+        let ph = p.phases.as_ref().unwrap();
+        // Medians: find 20, check 3, read 5, relocate 50, bind 25; the rest of 500 µs.
+        assert_eq!(
+            (ph.find_us, ph.check_us, ph.read_us, ph.unmarshal_us),
+            (20.0, 3.0, 5.0, 0.0)
+        );
+        assert_eq!((ph.relocate_us, ph.bind_us), (50.0, 25.0));
+        assert_eq!(ph.loading_us(), 103.0);
+        assert_eq!(ph.exec_us, 397.0);
+        // Totals over modules: a.sub adds 1+1+1+8+4 and 300 - 15 of rest.
+        assert_eq!(r.phases.relocate_us, 58.0);
+        assert_eq!(r.phases.bind_us, 29.0);
+        assert_eq!(r.phases.unmarshal_us, 0.0);
+        assert_eq!(r.phases.exec_us, 397.0 + 285.0);
+        let tree = &r.sides.ppyc.tree[0];
+        assert_eq!(tree.mode, Some(Mode::Image));
+        assert_eq!(tree.phases.as_ref().unwrap().bind_us, 25.0);
+        // The JSON spells the mode and every phase.
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["meta"]["ppyc"]["mode"], "image");
+        assert_eq!(json["modules"][0]["ppyc"]["mode"], "image");
+        assert_eq!(json["phases"]["relocate_us"], 58.0);
+        assert_eq!(json["sides"]["ppyc"]["tree"][0]["phases"]["bind_us"], 25.0);
+    }
+
+    #[test]
+    fn loading_phases_never_exceed_self_time() {
+        let text = "import time:        50 |         50 | a\n";
+        let r = build_ppyc(&runs_of(
+            text,
+            vec![vec![served("a", "image", [10, 10, 10, 40])]],
+        ));
+        let ph = r.modules[0].ppyc.as_ref().unwrap().phases.clone().unwrap();
+        assert_eq!(ph.loading_us(), 90.0);
+        assert_eq!(ph.exec_us, 0.0);
+    }
+
+    #[test]
+    fn mixed_and_no_mode() {
+        let text =
+            "import time:       100 |        100 |   b\nimport time:       100 |        200 | a\n";
+        // `a` from its image in two runs, unmarshalled in the third: mixed. `b` always
+        // unmarshalled (a module without an image, in an image pack).
+        let runs = runs_of(
+            text,
+            vec![
+                vec![
+                    served("a", "image", [1, 1, 1, 1]),
+                    served("b", "marshal", [1, 1, 1, 5]),
+                ],
+                vec![
+                    served("a", "image", [1, 1, 1, 1]),
+                    served("b", "marshal", [1, 1, 1, 5]),
+                ],
+                vec![
+                    served("a", "marshal", [1, 1, 1, 1]),
+                    served("b", "marshal", [1, 1, 1, 5]),
+                ],
+            ],
+        );
+        let r = build_ppyc(&runs);
+        assert_eq!(r.meta.ppyc.mode, Some(Mode::Mixed));
+        let mode = |name: &str| {
+            let m = r.modules.iter().find(|m| m.name == name).unwrap();
+            m.ppyc.as_ref().unwrap().mode
+        };
+        assert_eq!(mode("a"), Some(Mode::Mixed));
+        assert_eq!(mode("b"), Some(Mode::Marshal));
+        assert_eq!(r.phases.unmarshal_us, 5.0);
+        assert_eq!(r.phases.relocate_us, 1.0);
+        assert_eq!(served_mode(&runs[2..]), Some(Mode::Marshal));
+        assert_eq!(served_mode(&runs[..1]), Some(Mode::Mixed));
+
+        // Nothing served: no mode, and no load phase is shown.
+        let stale = Record {
+            module: "a".into(),
+            reason: Some("stale".into()),
+            ..Record::default()
+        };
+        let r = build_ppyc(&runs_of(text, vec![vec![stale]]));
+        assert_eq!(r.meta.ppyc.mode, None);
+        assert_eq!(
+            serde_json::to_value(&r).unwrap()["meta"]["ppyc"]["mode"],
+            serde_json::Value::Null
+        );
+        assert_eq!(r.modules[0].ppyc.as_ref().unwrap().mode, None);
+        assert_eq!(
+            Phase::shown(None),
+            [Phase::Find, Phase::Check, Phase::Read, Phase::Exec]
+        );
+        let names = |m| {
+            Phase::shown(Some(m))
+                .iter()
+                .map(|p| p.name())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(Mode::Image),
+            ["find", "check", "read", "relocate", "bind", "exec"]
+        );
+        assert_eq!(
+            names(Mode::Marshal),
+            ["find", "check", "read", "unmarshal", "exec"]
+        );
+        assert_eq!(
+            names(Mode::Mixed),
+            [
+                "find",
+                "check",
+                "read",
+                "unmarshal",
+                "relocate",
+                "bind",
+                "exec"
+            ]
+        );
     }
 
     #[test]

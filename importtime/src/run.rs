@@ -254,7 +254,9 @@ pub fn measure(config: &Config, reporter: &dyn Reporter) -> Result<Report, Error
             },
             ppyc: report::PpycInfo {
                 version: probe.ppyc.clone().unwrap_or_default(),
-                mode: "marshal".to_owned(),
+                // What the target used: `report::build` reads it from the profiled runs'
+                // records (each served module's `mode`).
+                mode: None,
                 hook_enabled: probe.hook_enabled,
             },
             runs: config.runs,

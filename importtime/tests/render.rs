@@ -5,14 +5,21 @@ use std::collections::HashMap;
 use ppyc_importtime::profile::Record;
 use ppyc_importtime::render::{html, table, trace};
 use ppyc_importtime::report::{
-    Inputs, Known, Machine, Memory, MemoryReport, Meta, PpycInfo, ProfiledRun, PythonInfo, Report,
-    Target, build,
+    Inputs, Known, Machine, Memory, MemoryReport, Meta, Mode, PpycInfo, ProfiledRun, PythonInfo,
+    Report, Target, build,
 };
 use ppyc_importtime::xtime::parse;
 
 const EVIL: &str = "evil</script><!--x";
 
+/// The sample report with `pkg` and `pkg.sub` served in marshal mode.
 fn report() -> Report {
+    report_in(["marshal", "marshal"])
+}
+
+/// The sample report with `pkg` and `pkg.sub` served in these modes: 40 µs of loading
+/// each (unmarshal 40, or relocate 30 and bind 10).
+fn report_in(modes: [&str; 2]) -> Report {
     let stock = format!(
         "import time:       100 |        100 |     {EVIL}\n\
          import time:       300 |        400 |   pkg.sub\n\
@@ -22,23 +29,27 @@ fn report() -> Report {
                 import time:       100 |        300 | site\n\
                 import time:        80 |         80 |   pkg.sub\n\
                 import time:       120 |        200 | pkg\n";
-    let record = |m: &str, served: bool, reason: Option<&str>| {
+    let record = |m: &str, mode: Option<&str>, reason: Option<&str>| {
+        let image = mode == Some("image");
         (
             m.to_owned(),
             Record {
                 module: m.to_owned(),
-                served,
+                served: mode.is_some(),
                 reason: reason.map(str::to_owned),
                 find_ns: 5_000,
-                unmarshal_ns: 40_000,
+                unmarshal_ns: if mode == Some("marshal") { 40_000 } else { 0 },
+                relocate_ns: if image { 30_000 } else { 0 },
+                bind_ns: if image { 10_000 } else { 0 },
+                mode: mode.map(str::to_owned),
                 ..Record::default()
             },
         )
     };
     let records: HashMap<String, Record> = [
-        record("pkg", true, None),
-        record("pkg.sub", true, None),
-        record("ppyc._hook", false, Some("imported before ppyc started")),
+        record("pkg", Some(modes[0]), None),
+        record("pkg.sub", Some(modes[1]), None),
+        record("ppyc._hook", None, Some("imported before ppyc started")),
     ]
     .into_iter()
     .collect();
@@ -64,7 +75,7 @@ fn report() -> Report {
             },
             ppyc: PpycInfo {
                 version: "0.1.0".into(),
-                mode: "marshal".into(),
+                mode: None,
                 hook_enabled: true,
             },
             runs: 1,
@@ -102,11 +113,23 @@ fn report() -> Report {
     })
 }
 
+/// The columns of a module's row in a table.
+fn row<'a>(t: &'a str, module: &str) -> Vec<&'a str> {
+    t.lines()
+        .find(|l| l.trim_start().starts_with(&format!("{module} ")))
+        .unwrap_or_else(|| panic!("{module}:\n{t}"))
+        .split_whitespace()
+        .collect()
+}
+
 #[test]
 fn table_has_every_part() {
     let t = table(&report(), 20);
     for needle in [
         "ppyc importtime: import pkg",
+        "ppyc 0.1.0 (marshal mode)",
+        "ppyc phases (marshal mode): find 0.01 ms · check 0.00 ms · read 0.00 ms · \
+         unmarshal 0.08 ms · exec and rest",
         "ratio ppyc/stock, pair by pair: median 0.750",
         "ppyc 1.33x faster",
         "top 5 modules by self time",
@@ -118,19 +141,114 @@ fn table_has_every_part() {
     ] {
         assert!(t.contains(needle), "{needle}:\n{t}");
     }
-    let pkg = t
-        .lines()
-        .find(|l| l.trim_start().starts_with("pkg "))
-        .unwrap();
+    assert!(!t.contains("relocate") && !t.contains("bind"), "{t}");
     // stock 500, ppyc 120, ratio 0.24, find 5, unmarshal 40, exec 120-45 = 75, served.
-    let cols: Vec<&str> = pkg.split_whitespace().collect();
     assert_eq!(
-        cols,
+        row(&t, "module"),
+        [
+            "module",
+            "stock",
+            "ppyc",
+            "ratio",
+            "find",
+            "check",
+            "read",
+            "unmarshal",
+            "exec",
+            "served"
+        ]
+    );
+    assert_eq!(
+        row(&t, "pkg"),
         [
             "pkg", "500", "120", "0.24", "5", "0", "0", "40", "75", "yes"
         ]
     );
     assert_eq!(table(&report(), 1).matches("\n  pkg ").count(), 1);
+}
+
+#[test]
+fn table_of_image_mode() {
+    let r = report_in(["image", "image"]);
+    assert_eq!(r.meta.ppyc.mode, Some(Mode::Image));
+    let t = table(&r, 20);
+    for needle in [
+        "ppyc 0.1.0 (image mode)",
+        "ppyc phases (image mode): find 0.01 ms · check 0.00 ms · read 0.00 ms · \
+         relocate 0.06 ms · bind 0.02 ms · exec and rest 0.",
+    ] {
+        assert!(t.contains(needle), "{needle}:\n{t}");
+    }
+    assert!(!t.contains("unmarshal"), "{t}");
+    assert_eq!(
+        row(&t, "module"),
+        [
+            "module", "stock", "ppyc", "ratio", "find", "check", "read", "relocate", "bind",
+            "exec", "served"
+        ]
+    );
+    // exec and rest: 120 - (5 + 30 + 10).
+    assert_eq!(
+        row(&t, "pkg"),
+        [
+            "pkg", "500", "120", "0.24", "5", "0", "0", "30", "10", "75", "yes"
+        ]
+    );
+    assert_eq!(
+        row(&t, "ppyc._hook"),
+        [
+            "ppyc._hook",
+            "-",
+            "200",
+            "-",
+            "5",
+            "0",
+            "0",
+            "0",
+            "0",
+            "195",
+            "no:",
+            "imported",
+            "before",
+            "ppyc",
+            "started"
+        ]
+    );
+}
+
+#[test]
+fn table_of_mixed_mode() {
+    let r = report_in(["image", "marshal"]);
+    assert_eq!(r.meta.ppyc.mode, Some(Mode::Mixed));
+    let t = table(&r, 20);
+    assert!(
+        t.contains(
+            "ppyc phases (mixed mode): find 0.01 ms · check 0.00 ms · read 0.00 ms · \
+             unmarshal 0.04 ms · relocate 0.03 ms · bind 0.01 ms · exec and rest"
+        ),
+        "{t}"
+    );
+    assert_eq!(
+        row(&t, "module")[4..],
+        [
+            "find",
+            "check",
+            "read",
+            "unmarshal",
+            "relocate",
+            "bind",
+            "exec",
+            "served"
+        ]
+    );
+    assert_eq!(
+        row(&t, "pkg")[4..],
+        ["5", "0", "0", "0", "30", "10", "75", "yes", "(image)"]
+    );
+    assert_eq!(
+        row(&t, "pkg.sub")[4..],
+        ["5", "0", "0", "40", "0", "0", "35", "yes", "(marshal)"]
+    );
 }
 
 #[test]
@@ -156,11 +274,19 @@ fn html_embeds_the_data_safely() {
     assert_eq!(json["meta"]["target"]["label"], "import pkg");
     assert_eq!(json["sides"]["ppyc"]["tree"][1]["name"], "pkg");
     assert_eq!(json["modules"][0]["name"], "pkg");
+    assert_eq!(json["meta"]["ppyc"]["mode"], "marshal");
+    assert_eq!(json["modules"][0]["ppyc"]["mode"], "marshal");
 }
 
 #[test]
 fn trace_nests_children_inside_parents() {
-    let t = trace(&report());
+    for modes in [["marshal", "marshal"], ["image", "image"]] {
+        trace_of(&report_in(modes), modes[0]);
+    }
+}
+
+fn trace_of(r: &Report, mode: &str) {
+    let t = trace(r);
     let events = t["traceEvents"].as_array().unwrap();
     let x = |pid: u64, name: &str| {
         events
@@ -177,10 +303,20 @@ fn trace_nests_children_inside_parents() {
         assert!(p0 <= s0 && s0 + sd <= p0 + pd, "{pid}: {pkg} {sub}");
     }
     // ppyc: `site` (300) comes first, so `pkg` starts at 300, its child after its lead
-    // phases (find 5 + unmarshal 40).
+    // phases (find 5 + unmarshal 40, or find 5 + relocate 30 + bind 10).
     assert_eq!(x(2, "pkg")["ts"], 300.0);
     assert_eq!(x(2, "pkg.sub")["ts"], 345.0);
     assert_eq!(x(2, "pkg")["args"]["served"], true);
+    assert_eq!(x(2, "pkg")["args"]["mode"], mode);
+    assert_eq!(t["otherData"]["mode"], mode);
+    let phases = &x(2, "pkg")["args"]["phases"];
+    let (unmarshal, relocate) = if mode == "image" {
+        (0.0, 30.0)
+    } else {
+        (40.0, 0.0)
+    };
+    assert_eq!(phases["unmarshal_us"], unmarshal);
+    assert_eq!(phases["relocate_us"], relocate);
     assert_eq!(x(1, "pkg")["cat"], "stock");
     let names: Vec<&str> = events
         .iter()

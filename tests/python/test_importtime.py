@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import ppyc
 import pytest
-from conftest import Result, run_ppyc, write
+from conftest import IMAGES, MODE, MODES, Result, mode_env, run_ppyc, write
 
 IT_TREE: dict[str, str | bytes] = {
     "itpkg/__init__.py": "from . import alpha, beta\nimport json\n",
@@ -31,6 +33,13 @@ IT_TREE: dict[str, str | bytes] = {
     ),
 }
 SERVED = ["itpkg", "itpkg.alpha", "itpkg.beta", "itpkg.deep", "itpkg.deep.leaf"]
+# The phases that make a code object in each mode (spec/IMPORTTIME.md section 3).
+LOAD_PHASES = {
+    "image": ("relocate", "bind"),
+    "marshal": ("unmarshal",),
+    "mixed": ("unmarshal", "relocate", "bind"),
+    None: (),
+}
 
 
 @pytest.fixture
@@ -51,8 +60,37 @@ def itlib(tmp_path: Path) -> Iterator[Path]:
         assert disabled.code == 0, disabled
 
 
-def importtime(root: Path, *args: str | os.PathLike[str]) -> Result:
-    return run_ppyc("importtime", *args, env={"PYTHONPATH": str(root)})
+def side_env(root: Path | str, mode: str | None = None) -> dict[str, str]:
+    """The target's environment: `root` on its path; `mode` forced, else the default (a
+    PPYC_MODE of the caller's environment does not count)."""
+    return {"PYTHONPATH": str(root), "PPYC_MODE": "", **mode_env(mode or MODE)}
+
+
+def importtime(root: Path | str, *args: str | os.PathLike[str], mode: str | None = None) -> Result:
+    return run_ppyc("importtime", *args, env=side_env(root, mode))
+
+
+def target_stats(root: Path | str, code: str, mode: str | None = None) -> dict[str, Any]:
+    """`ppyc.stats()` of the target itself, run as `ppyc importtime` runs it: what it used
+    (taken before `json` is imported, which packs of the stdlib would serve too)."""
+    tail = "\nimport ppyc as _p\n_s = _p.stats()\nimport json\nprint(json.dumps(_s))"
+    proc = subprocess.run(
+        [sys.executable, "-c", code + tail],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **side_env(root, mode)},
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    stats: dict[str, Any] = json.loads(proc.stdout.splitlines()[-1])
+    return stats
+
+
+def used_mode(stats: dict[str, Any]) -> str | None:
+    """The mode of the modules a process served (`meta.ppyc.mode`, spec/IMPORTTIME.md):
+    the one of them all, `mixed`, or None when it served nothing."""
+    used = [mode for mode, n in stats["served_by_mode"].items() if n]
+    return None if not used else used[0] if len(used) == 1 else "mixed"
 
 
 def walk(nodes: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -68,9 +106,20 @@ def find(nodes: list[dict[str, Any]], name: str) -> dict[str, Any]:
     raise AssertionError(f"{name} not in the tree")
 
 
-def test_json_report(itlib: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_json_report(itlib: Path, tmp_path: Path, mode: str) -> None:
+    # What the target really uses, from its own `ppyc.stats()`: itlib's modules in image
+    # mode by default where the interpreter loads images, in marshal mode under
+    # PPYC_MODE=marshal or without images; packs of the stdlib (if any) add their own: a
+    # marshal-only pack, or one whose images this build refuses, makes the target `mixed`
+    # (while `stats()["mode"]`, the mode of the packs, may still say `image`).
+    truth = target_stats(itlib, "import itpkg", mode)
+    used = used_mode(truth)
+    assert truth["served_by_mode"][mode] >= len(SERVED), truth
+    assert used == mode or (mode == "image" and used == "mixed"), truth
+
     trace_file = tmp_path / "trace.json"
-    result = importtime(itlib, "itpkg", "--runs", "3", "--json", "--trace", trace_file)
+    result = importtime(itlib, "itpkg", "--runs", "3", "--json", "--trace", trace_file, mode=mode)
     assert result.code == 0, result
     report = json.loads(result.out)
     assert report["schema"] == "ppyc-importtime/1"
@@ -84,7 +133,7 @@ def test_json_report(itlib: Path, tmp_path: Path) -> None:
     assert meta["runs"] == 3 and meta["warmup"] == 1
     assert meta["python"]["version"] == "{}.{}.{}".format(*sys.version_info[:3])
     assert meta["python"]["cache_tag"] == sys.implementation.cache_tag
-    assert meta["ppyc"]["hook_enabled"] is True and meta["ppyc"]["mode"] == "marshal"
+    assert meta["ppyc"]["hook_enabled"] is True and meta["ppyc"]["mode"] == used
     assert meta["machine"]["cpus"] >= 1 and meta["command"][1:3] == ["importtime", "itpkg"]
 
     wall = report["wall"]
@@ -95,17 +144,25 @@ def test_json_report(itlib: Path, tmp_path: Path) -> None:
     pairs = [p / s for s, p in zip(wall["stock"]["samples"], wall["ppyc"]["samples"], strict=True)]
     assert sorted(pairs)[1] == pytest.approx(wall["ratio"]["median"])
 
+    loading = LOAD_PHASES[mode]
+    not_loading = {"unmarshal", "relocate", "bind"} - set(loading)
     rows = {m["name"]: m for m in report["modules"]}
     for name in SERVED:
         row = rows[name]
         assert row["stock"] is not None and row["stock"]["cum_us"] >= row["stock"]["self_us"]
         p = row["ppyc"]
-        assert p["served"] is True and p["reason"] is None, row
+        assert p["served"] is True and p["reason"] is None and p["mode"] == mode, row
         phases = p["phases"]
-        assert phases["find_us"] > 0 and phases["unmarshal_us"] > 0, row
-        assert sum(phases.values()) == pytest.approx(max(p["self_us"], sum(phases.values())))
+        for phase in ("find", "read", *loading):
+            assert phases[phase + "_us"] > 0, (phase, row)
+        for phase in not_loading:
+            assert phases[phase + "_us"] == 0, (phase, row)
+        # exec and the rest: self time minus every loading phase (never below 0).
+        before = sum(v for k, v in phases.items() if k != "exec_us")
+        assert phases["exec_us"] == pytest.approx(max(0.0, p["self_us"] - before), abs=0.01)
     assert rows["itstale"]["ppyc"]["served"] is False
     assert rows["itstale"]["ppyc"]["reason"] == "stale"
+    assert rows["itstale"]["ppyc"]["mode"] is None and rows["itstale"]["stock"] is not None
     # ppyc's own start-up shows on its side only; builtins are named as such.
     assert rows["ppyc._hook"]["stock"] is None and rows["ppyc._hook"]["ppyc"] is not None
     assert any(r["ppyc"] and r["ppyc"]["reason"] == "builtin module" for r in rows.values())
@@ -115,6 +172,9 @@ def test_json_report(itlib: Path, tmp_path: Path) -> None:
         for r in report["modules"]
     ]
     assert keys == sorted(keys, reverse=True)
+    # The report's mode is that of its served modules.
+    modes = {r["ppyc"]["mode"] for r in rows.values() if r["ppyc"] and r["ppyc"]["served"]}
+    assert modes == ({"image", "marshal"} if used == "mixed" else {used}), modes
 
     for side in ("stock", "ppyc"):
         tree = report["sides"][side]["tree"]
@@ -127,9 +187,16 @@ def test_json_report(itlib: Path, tmp_path: Path) -> None:
         for node in walk(tree):
             assert node["cum_us"] >= node["self_us"] >= 0
     ppyc_root = find(report["sides"]["ppyc"]["tree"], "itpkg")
-    assert ppyc_root["served"] is True and ppyc_root["phases"]["unmarshal_us"] > 0
-    assert find(report["sides"]["stock"]["tree"], "itpkg")["served"] is None
-    assert report["phases"]["unmarshal_us"] > 0
+    assert ppyc_root["served"] is True and ppyc_root["mode"] == mode
+    assert ppyc_root["phases"] == rows["itpkg"]["ppyc"]["phases"]
+    stock_root = find(report["sides"]["stock"]["tree"], "itpkg")
+    assert stock_root["served"] is None and stock_root["mode"] is None
+    totals = report["phases"]
+    for phase in loading:
+        served_sum = sum(rows[n]["ppyc"]["phases"][phase + "_us"] for n in SERVED)
+        assert totals[phase + "_us"] >= served_sum - 1e-6 > 0, (phase, totals)
+    for phase in ("unmarshal", "relocate", "bind"):
+        assert (totals[phase + "_us"] > 0) == (phase in LOAD_PHASES[used]), (phase, totals)
     assert report["memory"] is None
 
     trace = json.loads(trace_file.read_text())
@@ -140,10 +207,20 @@ def test_json_report(itlib: Path, tmp_path: Path) -> None:
     alpha = next(e for e in events if e["pid"] == 2 and e["name"] == "itpkg.alpha")
     pkg = next(e for e in events if e["pid"] == 2 and e["name"] == "itpkg")
     assert pkg["ts"] <= alpha["ts"] and alpha["ts"] + alpha["dur"] <= pkg["ts"] + pkg["dur"] + 1
-    assert alpha["args"]["served"] is True
+    assert alpha["args"]["served"] is True and alpha["args"]["mode"] == mode
+    assert trace["otherData"]["mode"] == used
 
 
 def test_table_and_dash_m(itlib: Path) -> None:
+    # The mode this target uses (`-m` as the memory rounds run it).
+    used = used_mode(
+        target_stats(
+            itlib,
+            "import runpy, sys\nsys.argv[1:] = ['--flag', 'x']\n"
+            "runpy.run_module('itmain', run_name='__main__', alter_sys=True)",
+        )
+    )
+    assert used == MODE or (MODE == "image" and used == "mixed"), used
     result = importtime(itlib, "-m", "itmain", "--runs", "2", "--top", "1000", "--", "--flag", "x")
     assert result.code == 0, result
     out = result.out
@@ -159,7 +236,64 @@ def test_table_and_dash_m(itlib: Path) -> None:
     ):
         assert needle in out, (needle, out)
     line = next(ln for ln in out.splitlines() if ln.strip().startswith("itpkg.deep.leaf "))
-    assert line.rstrip().endswith("yes"), line
+    # (In a mixed report, a served module says how it was loaded.)
+    served = ["yes", f"({MODE})"] if used == "mixed" else ["yes"]
+    assert line.split()[-len(served) :] == served, line
+    # The phases of the mode the target used, and only those.
+    assert f", ppyc {ppyc.__version__} ({used} mode); " in out.splitlines()[1], out
+    phases = next(ln for ln in out.splitlines() if "ppyc phases" in ln).strip()
+    names = [part.split()[0] for part in phases.split(": ", 1)[1].split(" · ")]
+    assert phases.startswith(f"ppyc phases ({used} mode): "), phases
+    assert names == ["find", "check", "read", *LOAD_PHASES[used], "exec"], phases
+    header = next(ln for ln in out.splitlines() if ln.strip().startswith("module "))
+    columns = ["module", "stock", "ppyc", "ratio", "find", "check", "read"]
+    assert header.split() == [*columns, *LOAD_PHASES[used], "exec", "served"], header
+    # A served module has a number (µs) in every phase column.
+    cells = line.split()[: -len(served)]
+    assert len(cells) == len(header.split()) - 1, (header, line)
+    assert all(v.isdigit() for v in cells[4:]), line
+
+
+@pytest.mark.skipif(not IMAGES, reason="this interpreter has no image mode")
+def test_mixed_mode(itlib: Path, tmp_path: Path) -> None:
+    """An image pack and a marshal-only pack in one target: both kinds of phases."""
+    other = tmp_path / "marshal-lib"
+    write(other, {"itmarshal.py": "M = [i for i in range(100)]\n"})
+    compiled = run_ppyc("compile", "--mode", "marshal", other)
+    assert compiled.code == 0, compiled
+    path = f"{itlib}{os.pathsep}{other}"
+    code = "import itpkg, itmarshal"
+    truth = target_stats(path, code)
+    assert truth["mode"] == used_mode(truth) == "mixed", truth
+    served = truth["served_by_mode"]
+    assert served["image"] >= len(SERVED) and served["marshal"] >= 1, truth
+
+    result = importtime(path, "-c", code, "--runs", "2", "--json")
+    assert result.code == 0, result
+    report = json.loads(result.out)
+    assert report["meta"]["ppyc"]["mode"] == "mixed"
+    rows = {m["name"]: m["ppyc"] for m in report["modules"]}
+    for name, mode in [("itmarshal", "marshal"), *((n, "image") for n in SERVED)]:
+        assert rows[name]["served"] is True and rows[name]["mode"] == mode, (name, rows[name])
+        phases = rows[name]["phases"]
+        for phase in ("unmarshal", "relocate", "bind"):
+            assert (phases[phase + "_us"] > 0) == (phase in LOAD_PHASES[mode]), (name, phases)
+    for phase in ("unmarshal", "relocate", "bind"):
+        assert report["phases"][phase + "_us"] > 0, report["phases"]
+
+    result = importtime(path, "-c", code, "--runs", "1", "--top", "1000")
+    assert result.code == 0, result
+    lines = result.out.splitlines()
+    phases = next(ln for ln in lines if "ppyc phases" in ln).strip()
+    assert phases.startswith("ppyc phases (mixed mode): find "), phases
+    assert " · unmarshal " in phases and " · relocate " in phases and " · bind " in phases
+    header = next(ln for ln in lines if ln.strip().startswith("module ")).split()
+    loading = ["unmarshal", "relocate", "bind"]
+    assert header[4:] == ["find", "check", "read", *loading, "exec", "served"], header
+    row = next(ln for ln in lines if ln.strip().startswith("itmarshal ")).split()
+    assert row[-2:] == ["yes", "(marshal)"], row
+    row = next(ln for ln in lines if ln.strip().startswith("itpkg.alpha ")).split()
+    assert row[-2:] == ["yes", "(image)"], row
 
 
 def test_memory_with_concurrent_processes(itlib: Path) -> None:
@@ -270,6 +404,22 @@ def test_html_report_renders_in_chromium(itlib: Path, tmp_path: Path) -> None:
     assert "not-served" in stale.classes
     meta = by_id(elements, "meta")
     assert meta is not None and sys.implementation.cache_tag in meta.text
+    used = used_mode(target_stats(itlib, "import itpkg"))
+    assert f"{used} mode" in meta.text, meta.text
+
+    # The phases of the target's mode: in the phase card (its bar has a segment for each
+    # loading phase), the legend and the module table's columns; no other loading phase.
+    assert body.attrs.get("data-mode") == used
+    shown = ["find", "check", "read", *LOAD_PHASES[used], "exec"]
+    card = by_id(elements, "phases")
+    assert card is not None and card.attrs.get("data-phases") == " ".join(shown), card
+    assert f"ppyc phases ({used} mode)" in card.text, card.text
+    segments = {e.attrs["data-phase"] for e in with_class(elements, "seg")}
+    assert set(LOAD_PHASES[used]) | {"find", "exec"} <= segments <= set(shown), segments
+    legend = by_id(elements, "legend")
+    assert legend is not None and legend.text.startswith("stock" + "".join(shown)), legend
+    headers = [e.attrs["data-key"] for e in elements if e.tag == "th" and "data-key" in e.attrs]
+    assert headers == ["name", "stock", "ppyc", "ratio", *shown, "served"], headers
 
     # The screenshot: both icicles drawn, in their colours.
     image = png_pixels(png)
@@ -290,3 +440,7 @@ def test_html_report_renders_in_chromium(itlib: Path, tmp_path: Path) -> None:
     assert found is not None
     assert int(found.attrs["data-stock-matches"]) >= len(SERVED)
     assert int(found.attrs["data-ppyc-matches"]) >= len(SERVED)
+    # The table lists the matches, each served module with its mode.
+    table_rows = [e for e in elements if e.tag == "tr" and "module-row" in e.classes]
+    row_modes = {r.attrs["data-name"]: r.attrs.get("data-mode") for r in table_rows}
+    assert {name: row_modes.get(name) for name in SERVED} == dict.fromkeys(SERVED, MODE)

@@ -6,7 +6,25 @@ use std::fmt::Write;
 
 use super::{bytes, ms};
 use crate::Report;
+use crate::report::{Mode, Phase};
 use crate::stats::Summary;
+
+/// `image mode`, `marshal mode`, `mixed mode`, or that nothing was served.
+fn mode_label(mode: Option<Mode>) -> String {
+    mode.map_or_else(
+        || "no module served".to_owned(),
+        |m| format!("{} mode", m.name()),
+    )
+}
+
+/// The width of a phase's column in the module table.
+fn phase_width(phase: Phase) -> usize {
+    match phase {
+        Phase::Unmarshal => 9,
+        Phase::Relocate | Phase::Exec => 8,
+        _ => 6,
+    }
+}
 
 /// The table, with the `top` modules by self time.
 pub fn table(report: &Report, top: usize) -> String {
@@ -15,12 +33,12 @@ pub fn table(report: &Report, top: usize) -> String {
     let _ = writeln!(o, "ppyc importtime: {}", m.target.label);
     let _ = writeln!(
         o,
-        "{} {} ({}), ppyc {} ({} mode); {} runs per side after {} warm-up, alternating; {} on {} CPUs",
+        "{} {} ({}), ppyc {} ({}); {} runs per side after {} warm-up, alternating; {} on {} CPUs",
         m.python.implementation,
         m.python.version,
         m.python.executable,
         m.ppyc.version,
-        m.ppyc.mode,
+        mode_label(m.ppyc.mode),
         m.runs,
         m.warmup,
         m.machine.hostname,
@@ -83,16 +101,22 @@ pub fn table(report: &Report, top: usize) -> String {
         stock.modules, ppyc.modules
     );
     let _ = writeln!(o, "  served from packs {:>51}", served);
-    let p = &report.phases;
-    let _ = writeln!(
-        o,
-        "  ppyc phases: find {} · check {} · read {} · unmarshal {} · exec and rest {}",
-        ms(p.find_us),
-        ms(p.check_us),
-        ms(p.read_us),
-        ms(p.unmarshal_us),
-        ms(p.exec_us)
-    );
+    // The phases of the mode the target used: relocate and bind in image mode, unmarshal
+    // in marshal mode, all three when mixed.
+    let phases = Phase::shown(m.ppyc.mode);
+    let split = phases
+        .iter()
+        .map(|&ph| {
+            let name = if ph == Phase::Exec {
+                "exec and rest"
+            } else {
+                ph.name()
+            };
+            format!("{name} {}", ms(report.phases.get(ph)))
+        })
+        .collect::<Vec<_>>()
+        .join(" · ");
+    let _ = writeln!(o, "  ppyc phases ({}): {split}", mode_label(m.ppyc.mode));
     let _ = writeln!(o);
 
     let shown = report.modules.len().min(top);
@@ -108,11 +132,14 @@ pub fn table(report: &Report, top: usize) -> String {
         .max()
         .unwrap_or(6)
         .clamp(6, 40);
-    let _ = writeln!(
-        o,
-        "  {:<width$} {:>8} {:>8} {:>6} {:>6} {:>6} {:>6} {:>9} {:>8}  served",
-        "module", "stock", "ppyc", "ratio", "find", "check", "read", "unmarshal", "exec"
+    let mut head = format!(
+        "  {:<width$} {:>8} {:>8} {:>6}",
+        "module", "stock", "ppyc", "ratio"
     );
+    for &ph in &phases {
+        let _ = write!(head, " {:>w$}", ph.name(), w = phase_width(ph));
+    }
+    let _ = writeln!(o, "{head}  served");
     let num = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"));
     for r in report.modules.iter().take(top) {
         let s = r.stock.as_ref().map(|s| s.self_us);
@@ -124,7 +151,11 @@ pub fn table(report: &Report, top: usize) -> String {
         let ph = pp.and_then(|p| p.phases.as_ref());
         let served = match pp {
             None => "(stock only)".to_owned(),
-            Some(p) if p.served => "yes".to_owned(),
+            // In a mixed report, each served module says how it was loaded.
+            Some(p) if p.served => match (m.ppyc.mode, p.mode) {
+                (Some(Mode::Mixed), Some(mode)) => format!("yes ({})", mode.name()),
+                _ => "yes".to_owned(),
+            },
             Some(p) => format!("no: {}", p.reason.as_deref().unwrap_or("unknown")),
         };
         let mut name: String = r.name.chars().take(width).collect();
@@ -132,18 +163,17 @@ pub fn table(report: &Report, top: usize) -> String {
             name.pop();
             name.push('…');
         }
-        let _ = writeln!(
-            o,
-            "  {name:<width$} {:>8} {:>8} {:>6} {:>6} {:>6} {:>6} {:>9} {:>8}  {served}",
+        let mut line = format!(
+            "  {name:<width$} {:>8} {:>8} {:>6}",
             num(s),
             num(pp.map(|p| p.self_us)),
             ratio,
-            num(ph.map(|p| p.find_us)),
-            num(ph.map(|p| p.check_us)),
-            num(ph.map(|p| p.read_us)),
-            num(ph.map(|p| p.unmarshal_us)),
-            num(ph.map(|p| p.exec_us)),
         );
+        for &phase in &phases {
+            let v = num(ph.map(|p| p.get(phase)));
+            let _ = write!(line, " {v:>w$}", w = phase_width(phase));
+        }
+        let _ = writeln!(o, "{line}  {served}");
     }
 
     let mut reasons: BTreeMap<&str, (usize, f64, Vec<&str>)> = BTreeMap::new();

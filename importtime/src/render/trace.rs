@@ -2,7 +2,8 @@
 //! which chrome://tracing, Perfetto and speedscope open. Process 1 is stock, process 2
 //! ppyc; a node starts where its previous sibling ended (the real interleaving of a
 //! module's own time with its imports is not recorded), children after the module's
-//! find/check/read/unmarshal phases when known.
+//! loading phases when known (find, check, read, then unmarshal in marshal mode or
+//! relocate and bind in image mode). A served module's args name its mode.
 
 use serde_json::{Value, json};
 
@@ -37,6 +38,7 @@ pub fn trace(report: &Report) -> Value {
             "target": report.meta.target.label,
             "python": report.meta.python.version,
             "ppyc": report.meta.ppyc.version,
+            "mode": report.meta.ppyc.mode,
             "runs": report.meta.runs,
             "note": "median per module over the profiled runs",
         },
@@ -58,10 +60,13 @@ fn emit(node: &Node, pid: u32, start: f64, events: &mut Vec<Value>) {
     if let Some(reason) = &node.reason {
         args["reason"] = json!(reason);
     }
+    if let Some(mode) = node.mode {
+        args["mode"] = json!(mode);
+    }
     let mut lead = 0.0;
     if let Some(p) = &node.phases {
         args["phases"] = json!(p);
-        lead = p.find_us + p.check_us + p.read_us + p.unmarshal_us;
+        lead = p.loading_us();
     }
     let cat = match node.served {
         Some(true) => "served",
