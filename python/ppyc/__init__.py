@@ -10,9 +10,10 @@ native extension (``ppyc._native.main``); this package only hands it ``sys.argv`
 - ``ppyc.Pack(path)`` opens a pack.
 """
 
-# No `from __future__ import annotations` and no eager imports: this package is imported at
-# every start-up by `ppyc.pth`, which then imports `ppyc._hook` (and the small runtime
-# extension `ppyc._native`); the command line (`ppyc._cli`) is never loaded by imports.
+# No `from __future__ import annotations` and nothing imported but the small runtime
+# extension: the command line (`ppyc._cli`) is never loaded by imports. At start-up the
+# `.pth` line loads `ppyc._native` alone, without this package (`ppyc._status.pth_line`).
+from ppyc import _native
 
 __all__ = ["Pack", "__version__", "install", "installed", "main", "stats", "uninstall"]
 
@@ -20,36 +21,30 @@ __all__ = ["Pack", "__version__", "install", "installed", "main", "stats", "unin
 def install() -> bool:
     """Installs the import hook in this process (idempotent); returns whether it is active
     (``False`` under ``PPYC_DISABLE``)."""
-    from ppyc._hook import install as _install
-
-    return _install()
+    return _native.install()
 
 
 def uninstall() -> None:
     """Removes the import hook; modules already imported stay as they are."""
-    from ppyc._hook import uninstall as _uninstall
-
-    _uninstall()
+    _native.uninstall()
 
 
 def installed() -> bool:
     """Whether the import hook is active in this process."""
-    from ppyc._hook import installed as _installed
-
-    return _installed()
+    return _native.installed()
 
 
 def stats() -> "dict[str, object]":
-    """The import hook's counters in this process (see ``ppyc._hook.stats``)."""
-    from ppyc._hook import stats as _stats
-
-    return _stats()
+    """The import hook's counters in this process: modules served (by mode), fallbacks by
+    reason, bytes read, time per phase (nanoseconds, measured only under ``PPYC_PROFILE``;
+    ``exec`` includes the imports a module makes), and every pack looked at."""
+    return _native.stats()
 
 
 def _activate() -> None:
-    """Called by the `ppyc.pth` line at start-up (unless PPYC_DISABLE is set): installs
-    the hook. Nothing here may break start-up: a failure is reported on stderr and the
-    stock importer runs."""
+    """Called by the `.pth` line of ppyc versions before 0.1 (`ppyc.pth`): installs the
+    hook. Nothing here may break start-up: a failure is reported on stderr and the stock
+    importer runs."""
     try:
         install()
     except Exception as exc:
@@ -60,8 +55,6 @@ def _activate() -> None:
 
 def __getattr__(name: str) -> object:
     if name in ("Pack", "__version__"):
-        from ppyc import _native
-
         return getattr(_native, name)
     raise AttributeError(f"module 'ppyc' has no attribute {name!r}")
 

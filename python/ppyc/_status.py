@@ -10,15 +10,29 @@ from typing import Any
 
 from ppyc import _native
 
-PTH_NAME = "ppyc.pth"
-# One line (site runs `.pth` lines that start with `import`): ppyc's own start-up, skipped
-# under PPYC_DISABLE (unless -E/-I: ppyc's variables follow Python's rule for its own), and
-# silent if ppyc was uninstalled without `ppyc disable`.
-PTH_LINE = (
-    'import os, sys; exec("try:\\n from ppyc import _activate\\nexcept ImportError:\\n pass\\n'
-    'else:\\n _activate()") if sys.flags.ignore_environment '
-    'or os.environ.get("PPYC_DISABLE", "") in ("", "0") else None\n'
-)
+# `site` processes `.pth` files in the sorted order of their names: this one sorts before
+# the usual ones (`_virtualenv.pth`, `a1_coverage.pth`, `distutils-precedence.pth`,
+# `__editable__.*.pth`), so that their imports are served too.
+PTH_NAME = "00-ppyc.pth"
+# Names older versions of ppyc used.
+LEGACY_PTH_NAMES = ("ppyc.pth",)
+
+
+def pth_line() -> str:
+    """The one line of the `.pth` file (site runs lines that start with `import`): unless
+    PPYC_DISABLE is set (ignored under -E/-I, as Python ignores its own variables), it
+    loads ppyc's small runtime extension by its path, without importing the `ppyc`
+    package, and installs the hook. Silent if ppyc was uninstalled without `ppyc
+    disable` (the extension is gone)."""
+    path = os.path.abspath(_native.__file__)
+    p = repr(path)
+    return (
+        "import _imp, os, sys; "
+        '(sys.flags.ignore_environment or os.environ.get("PPYC_DISABLE", "") in ("", "0")) '
+        f"and os.path.isfile({p}) "
+        "and (_imp.exec_dynamic(m := _imp.create_dynamic("
+        f'type("spec", (), {{"name": "ppyc._native", "origin": {p}}}))), m.activate({p}))\n'
+    )
 
 
 def site_dirs() -> list[str]:
@@ -38,8 +52,10 @@ def site_dirs() -> list[str]:
 
 
 def pth_files() -> list[str]:
-    """The ``ppyc.pth`` files that enable ppyc for this interpreter."""
-    return [p for d in site_dirs() if os.path.isfile(p := os.path.join(d, PTH_NAME))]
+    """The ``.pth`` files that enable ppyc for this interpreter (also under the names
+    older versions used)."""
+    names = (PTH_NAME, *LEGACY_PTH_NAMES)
+    return [p for d in site_dirs() for n in names if os.path.isfile(p := os.path.join(d, n))]
 
 
 def _pack_candidates(directory: str) -> list[str]:

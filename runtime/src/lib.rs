@@ -30,16 +30,19 @@ mod _native {
     #[pymodule_export]
     use crate::hook::{Finder, Served};
 
-    /// Installs the import hook (`spec/IMPORT.md`) with `pack_loader` as the loader class
-    /// of served modules (`profiling_loader` under `PPYC_PROFILE`); returns whether it is
-    /// active (`False` under `PPYC_DISABLE`).
+    /// Installs the import hook (`spec/IMPORT.md`); returns whether it is active (`False`
+    /// under `PPYC_DISABLE`).
     #[pyfunction]
-    fn install(
-        py: Python<'_>,
-        pack_loader: &Bound<'_, PyAny>,
-        profiling_loader: &Bound<'_, PyAny>,
-    ) -> PyResult<bool> {
-        crate::hook::install(py, pack_loader, profiling_loader)
+    fn install(py: Python<'_>) -> PyResult<bool> {
+        crate::hook::install(py)
+    }
+
+    /// The `ppyc.pth` line's call: this module was loaded from `path` by
+    /// `_imp.create_dynamic`; registers it and installs the hook (never raises).
+    #[pyfunction]
+    #[pyo3(pass_module)]
+    fn activate(module: &Bound<'_, PyModule>, path: &str) {
+        crate::hook::activate(module.py(), module, path);
     }
 
     /// Removes the import hook; modules already imported stay as they are.

@@ -52,9 +52,18 @@ pub(crate) fn enable(py: Python<'_>) -> anyhow::Result<i32> {
         .map(PathBuf::from)
         .context("this interpreter has no site-packages directory")?;
     let pth = purelib.join(python_attr(py, "ppyc._status", "PTH_NAME")?);
-    let line = python_attr(py, "ppyc._status", "PTH_LINE")?;
+    let line = py
+        .import("ppyc._status")
+        .and_then(|m| m.call_method0("pth_line")?.extract::<String>())
+        .map_err(|e| anyhow::anyhow!("cannot make the .pth line: {e}"))?;
     ppyc_format::write_atomic(&pth, line.as_bytes())
         .with_context(|| format!("cannot enable ppyc for `{python}`"))?;
+    // A `.pth` file of an older ppyc, under the name it had then.
+    for old in strings(&status["enabled"]) {
+        if PathBuf::from(&old) != pth {
+            std::fs::remove_file(&old).with_context(|| format!("cannot remove `{old}`"))?;
+        }
+    }
     out!("ppyc enabled for `{python}`: wrote `{}`", pth.display());
     out!(
         "Every run of this interpreter now imports from packs; `PPYC_DISABLE=1` runs one without."

@@ -147,3 +147,20 @@ pub(crate) fn effective_uid() -> u32 {
     // SAFETY: `geteuid` has no preconditions and cannot fail (POSIX).
     unsafe { libc::geteuid() }
 }
+
+unsafe extern "C" {
+    // `Include/cpython/classobject.h`, 3.10-3.14 (exported, `PyAPI_FUNC`).
+    fn PyInstanceMethod_New(func: *mut ffi::PyObject) -> *mut ffi::PyObject;
+}
+
+/// `func` wrapped so that, as a class attribute, it binds like a Python function (the
+/// instance is passed first): how a class made at run time gets native methods.
+pub(crate) fn instance_method<'py>(
+    func: &pyo3::Bound<'py, pyo3::PyAny>,
+) -> pyo3::PyResult<pyo3::Bound<'py, pyo3::PyAny>> {
+    let py = func.py();
+    // SAFETY: the GIL is held (`func` is bound to it); `PyInstanceMethod_New` takes a
+    // borrowed callable and returns a new reference, or NULL with an exception set, which
+    // `from_owned_ptr_or_err` turns into the error (`Objects/classobject.c`).
+    unsafe { pyo3::Bound::from_owned_ptr_or_err(py, PyInstanceMethod_New(func.as_ptr())) }
+}

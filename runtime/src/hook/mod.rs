@@ -13,6 +13,7 @@
 //! `PPYC_PROFILE`.
 
 mod finder;
+mod loader;
 pub(crate) mod packs;
 
 use std::collections::{BTreeMap, HashMap};
@@ -21,7 +22,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString};
+use pyo3::types::{PyDict, PyList, PyModule, PyString};
 
 use crate::pack::{Check, HashPycs, Outcome};
 use finder::Directory;
@@ -276,26 +277,30 @@ pub(crate) struct Served {
     origin: Py<PyString>,
 }
 
-/// `Served.code()`'s answer when the source must be compiled (not its `.pyc` trusted).
-const RECOMPILE: bool = false;
+/// What a served module's loader does.
+pub(crate) enum Code<'py> {
+    /// Returns this code.
+    Loaded(Bound<'py, PyAny>),
+    /// Runs the stock `get_code`.
+    Stock,
+    /// Compiles the source (only a digest saw that it changed, so its `.pyc` must not be
+    /// trusted either).
+    Recompile,
+}
 
-#[pymethods]
 impl Served {
-    /// The module's code (from `path`, the file the loader loads): a code object; `None`
-    /// when the stock loader must load it; `False` when the source must be compiled (only
-    /// a digest saw that it changed, so its `.pyc` must not be trusted either). Never
-    /// raises.
-    fn code<'py>(&self, py: Python<'py>, path: &Bound<'py, PyString>) -> Bound<'py, PyAny> {
+    /// The module's code (from `path`, the file the loader loads). Never fails: whatever
+    /// goes wrong is a fallback to the stock loader, counted and explained.
+    pub(crate) fn code_for<'py>(&self, py: Python<'py>, path: &Bound<'py, PyString>) -> Code<'py> {
         let hook = &self.hook;
         let name = self.name.as_str();
-        let none = || py.None().into_bound(py);
         // A loader whose `path` was changed since: the record was matched with another
         // file, so the stock loader loads this one.
         if !path.is(self.origin.bind(py))
             && path.to_str().ok() != self.origin.bind(py).to_str().ok()
         {
             hook.fallback(py, name, Some(&self.entry), "the loader's path was changed");
-            return none();
+            return Code::Stock;
         }
         let pack = self.entry.pack.bind(py).get();
         let outcome = pack.load_module(
@@ -360,7 +365,7 @@ impl Served {
                     py,
                     &format!("{name}: served from `{}` ({mode})", self.entry.path),
                 );
-                loaded.code
+                Code::Loaded(loaded.code)
             }
             Ok(Outcome::Stale {
                 recompile,
@@ -369,27 +374,25 @@ impl Served {
                 hook.profile_phase(name, Phase::Check, check_ns);
                 hook.fallback(py, name, Some(&self.entry), "stale");
                 if recompile {
-                    RECOMPILE
-                        .into_pyobject(py)
-                        .map_or_else(|_| none(), |b| b.to_owned().into_any())
+                    Code::Recompile
                 } else {
-                    none()
+                    Code::Stock
                 }
             }
             Ok(Outcome::Damaged(detail, _)) => {
                 hook.damaged(py, &self.entry, name, &detail);
                 hook.fallback(py, name, Some(&self.entry), "damaged");
-                none()
+                Code::Stock
             }
             Err(e) => {
                 hook.fallback(py, name, Some(&self.entry), &format!("internal error: {e}"));
-                none()
+                Code::Stock
             }
         }
     }
 
     /// Adds a module's execution time (under `PPYC_PROFILE`).
-    fn record_exec(&self, ns: u64) {
+    pub(crate) fn record_exec(&self, ns: u64) {
         self.hook.profile_phase(&self.name, Phase::Exec, ns);
     }
 }
@@ -512,14 +515,9 @@ fn config(py: Python<'_>) -> PyResult<(Config, Option<String>)> {
     Ok((config, warning))
 }
 
-/// Installs the hook in this process (idempotent); `pack_loader` is the loader class for
-/// served modules (`profiling_loader` under `PPYC_PROFILE`, which times `exec_module`).
-/// Returns whether it is active: `False` under `PPYC_DISABLE`.
-pub(crate) fn install(
-    py: Python<'_>,
-    pack_loader: &Bound<'_, PyAny>,
-    profiling_loader: &Bound<'_, PyAny>,
-) -> PyResult<bool> {
+/// Installs the hook in this process (idempotent). Returns whether it is active: `False`
+/// under `PPYC_DISABLE`.
+pub(crate) fn install(py: Python<'_>) -> PyResult<bool> {
     let mut slot = HOOK
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -564,10 +562,13 @@ pub(crate) fn install(
         source_loader: external.getattr("SourceFileLoader")?.unbind(),
         stock_loaders: stock_loaders.into_any().unbind(),
         module_spec: bootstrap.getattr("ModuleSpec")?.unbind(),
-        pack_loader: if config.profile {
-            profiling_loader.clone().unbind()
-        } else {
-            pack_loader.clone().unbind()
+        pack_loader: {
+            let classes = loader::classes(py, &external.getattr("SourceFileLoader")?)?;
+            if config.profile {
+                classes.profiling
+            } else {
+                classes.plain
+            }
         },
         getcwd: py.import("posix")?.getattr("getcwd")?.unbind(),
         cache_from_source: external.getattr("cache_from_source")?.unbind(),
@@ -629,8 +630,142 @@ pub(crate) fn install(
             hook.config.check_name, hook.config.target.optimize
         ),
     );
+    let profiling = hook.profiling();
     *slot = Some(hook);
+    drop(slot);
+    if profiling {
+        register_profile_writer(py)?;
+    }
     Ok(true)
+}
+
+/// Registers, once per process, the `atexit` function that writes the `PPYC_PROFILE`
+/// records.
+fn register_profile_writer(py: Python<'_>) -> PyResult<()> {
+    static REGISTERED: AtomicBool = AtomicBool::new(false);
+    if !REGISTERED.swap(true, Ordering::Relaxed) {
+        let writer = pyo3::wrap_pyfunction!(write_profile, py)?;
+        py.import("atexit")?.call_method1("register", (writer,))?;
+    }
+    Ok(())
+}
+
+/// A JSON string literal.
+fn json_str(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// At exit: one JSON line per module this process looked for through ppyc, appended to
+/// the `PPYC_PROFILE` file (`ppyc importtime` reads it; `spec/IMPORTTIME.md`). Never fails
+/// the program's exit: a file that cannot be written is reported on stderr.
+#[pyfunction]
+fn write_profile(py: Python<'_>) {
+    let Some(path) = env_var(py, "PPYC_PROFILE").filter(|p| !p.is_empty()) else {
+        return;
+    };
+    let Some(hook) = current() else {
+        return;
+    };
+    let Some(profile) = &hook.profile else {
+        return;
+    };
+    let records = profile
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    if records.is_empty() {
+        return;
+    }
+    let pid = std::process::id();
+    let mut out = String::new();
+    for (name, r) in &records {
+        out.push_str(&format!("{{\"pid\": {pid}, \"module\": "));
+        json_str(&mut out, name);
+        out.push_str(&format!(", \"served\": {}", r.served));
+        if let Some(reason) = &r.reason {
+            out.push_str(", \"reason\": ");
+            json_str(&mut out, reason);
+        }
+        if let Some(mode) = r.mode {
+            out.push_str(&format!(", \"mode\": \"{mode}\""));
+        }
+        for p in Phase::ALL {
+            let ns = r.phases[p as usize];
+            if ns > 0 {
+                out.push_str(&format!(", \"{}_ns\": {ns}", p.name()));
+            }
+        }
+        out.push_str("}\n");
+    }
+    let written = py.detach(|| {
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(out.as_bytes()))
+    });
+    if let Err(e) = written {
+        hook.write_stderr(
+            py,
+            &format!("ppyc: warning: cannot write PPYC_PROFILE `{path}` ({e})\n"),
+        );
+    }
+}
+
+/// The `ppyc.pth` line's entry point: this module was loaded by path (`_imp.create_dynamic`)
+/// without its package, the cheapest start-up there is; it is made a regular import here
+/// (in `sys.modules` with its spec, so that `import ppyc._native` finds it) and the hook is
+/// installed. Nothing here may break start-up: a failure is reported on stderr and the
+/// stock importer runs.
+pub(crate) fn activate(py: Python<'_>, module: &Bound<'_, PyModule>, path: &str) {
+    let adopted = (|| -> PyResult<()> {
+        let name = "ppyc._native";
+        let sys = py.import("sys")?;
+        let modules = sys.getattr("modules")?;
+        if modules.get_item(name).is_err() {
+            modules.set_item(name, module)?;
+        }
+        if module.getattr("__spec__").map_or(true, |s| s.is_none()) {
+            let loader = py
+                .import("_frozen_importlib_external")?
+                .getattr("ExtensionFileLoader")?
+                .call1((name, path))?;
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("origin", path)?;
+            let spec = py
+                .import("_frozen_importlib")?
+                .getattr("ModuleSpec")?
+                .call((name, &loader), Some(&kwargs))?;
+            spec.setattr("has_location", true)
+                .or_else(|_| spec.setattr("_set_fileattr", true))?;
+            module.setattr("__spec__", spec)?;
+            module.setattr("__loader__", loader)?;
+            module.setattr("__package__", "ppyc")?;
+            module.setattr("__file__", path)?;
+        }
+        Ok(())
+    })();
+    let result = adopted.and_then(|()| install(py));
+    if let Err(e) = result {
+        let _ = py.import("sys").and_then(|sys| {
+            sys.getattr("stderr")?.call_method1(
+                "write",
+                (format!(
+                    "ppyc: warning: import hook not installed ({e}); the stock importer is used\n"
+                ),),
+            )
+        });
+    }
 }
 
 /// Removes the hook from this process; modules already imported stay as they are.
