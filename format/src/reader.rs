@@ -462,9 +462,7 @@ impl Pack {
                 }
             }
         }
-        // What the layout checks need: (name, record range, payload range, image).
-        let mut placed: Vec<(String, Range<usize>, Option<Range<usize>>, Option<ImageRef>)> =
-            Vec::new();
+        let mut placed: Vec<Placed> = Vec::new();
         let mut previous: Option<(u64, String)> = None;
         for i in 0..self.count {
             let module = match self.record(i) {
@@ -547,11 +545,7 @@ impl Pack {
     /// Records and payloads in name order, payloads 16-aligned, images in lookup-table
     /// order, none overlapping another, zero padding between them, the last one ending
     /// its section.
-    fn verify_module_layout(
-        &self,
-        placed: &mut [(String, Range<usize>, Option<Range<usize>>, Option<ImageRef>)],
-        problems: &mut Vec<FormatError>,
-    ) {
+    fn verify_module_layout(&self, placed: &mut [Placed], problems: &mut Vec<FormatError>) {
         let mut layout = |what: &str, within: Range<usize>, ranges: Vec<Range<usize>>| {
             if let Some(reason) = in_order_with_zero_padding(self.bytes(), within, &ranges) {
                 problems.push(FormatError::BadLayout(format!("{what}: {reason}")));
@@ -588,6 +582,10 @@ impl Pack {
         }
     }
 }
+
+/// Where a module's parts lie, for the layout checks of [`Pack::verify`]: its name, its
+/// record, its payload and its image (as far as they could be located).
+type Placed = (String, Range<usize>, Option<Range<usize>>, Option<ImageRef>);
 
 /// Why `ranges` (in the order they must appear) are not laid out one after another inside
 /// `within`, with only zero bytes between them and the last one ending `within`; `None`

@@ -20,76 +20,18 @@ use common::{build, image_pack, small_modules};
 use ppyc_format::image::Aux;
 use ppyc_format::{FormatError, Pack, SectionId, VerifyReport};
 
+/// Every read path; the names of the small packs' modules are looked up too.
+fn exercise(bytes: &[u8]) -> Result<VerifyReport, FormatError> {
+    let names: Vec<String> = small_modules().into_iter().map(|m| m.name).collect();
+    common::hostile::exercise(bytes, &names)
+}
+
 fn marshal_pack() -> Vec<u8> {
     build(small_modules())
 }
 
 fn packs() -> [(&'static str, Vec<u8>); 2] {
     [("marshal", marshal_pack()), ("image", image_pack())]
-}
-
-fn within(inner: &Range<usize>, outer: Option<&[u8]>, pack: &Pack) -> bool {
-    let Some(outer) = outer else { return false };
-    let base = pack.as_bytes().as_ptr() as usize;
-    let start = outer.as_ptr() as usize - base;
-    inner.start >= start && inner.end <= start + outer.len()
-}
-
-/// Opens `bytes` and takes every read path; panics only if the reader hands out something
-/// it must not (a range outside its section, another module than the one asked for).
-fn exercise(bytes: &[u8]) -> Result<VerifyReport, FormatError> {
-    let pack = Pack::from_bytes(bytes)?;
-    let _ = pack.meta();
-    let names = pack.images().ok().flatten().map(|i| i.names);
-    if let Some(names) = names {
-        for i in 0..names.len() + 1 {
-            let _ = names.get(i);
-        }
-    }
-    let mut seen = Vec::new();
-    for index in 0..pack.len() + 1 {
-        let Ok(m) = pack.module_at(index) else {
-            continue;
-        };
-        assert_eq!(m.index(), index);
-        seen.push(m.name().to_owned());
-        let _ = (m.source_path(), m.is_package(), m.source_size(), m.record());
-        if let Ok(span) = m.payload_span() {
-            assert!(
-                within(&span, pack.section(SectionId::PAYL), &pack),
-                "{span:?}"
-            );
-            assert!(m.payload_matches(&pack.as_bytes()[span]));
-        }
-        if let Ok(Some(image)) = m.image() {
-            assert!(within(&image.objects, pack.section(SectionId::IMGO), &pack));
-            assert!(within(&image.aux, pack.section(SectionId::IREL), &pack));
-            let mut out = vec![0u8; image.objects_len()];
-            let _ = image.decode_objects(&pack.as_bytes()[image.objects.clone()], &mut out);
-            if let Ok(aux) = Aux::parse(&pack.as_bytes()[image.aux.clone()]) {
-                for slot in 0..aux.name_count() + 1 {
-                    if let (Some(s), Some(names)) = (aux.name_slot(slot), names) {
-                        let _ = names.get(s as usize);
-                    }
-                }
-                for (_, items) in aux.frozensets() {
-                    let _ = items.count();
-                }
-            }
-        }
-        let _ = m.checked_image();
-    }
-    for m in pack.modules().flatten() {
-        seen.push(m.name().to_owned());
-    }
-    seen.extend(small_modules().into_iter().map(|m| m.name));
-    seen.push("not.there".into());
-    for name in &seen {
-        if let Ok(Some(m)) = pack.get(name) {
-            assert_eq!(m.name(), name, "a lookup must return the module asked for");
-        }
-    }
-    Ok(pack.verify())
 }
 
 fn detected(outcome: &Result<VerifyReport, FormatError>) -> bool {
@@ -390,6 +332,9 @@ fn sections_dropped_or_swapped() {
     }
 }
 
+/// Bytes to write: `(offset, bytes)` pairs.
+type Edit = Vec<(usize, Vec<u8>)>;
+
 /// Every record, its digest recomputed, made invalid in each of the ways `bytecheck`
 /// refuses: the reader reports `RecordInvalid` for that entry (at lookup and in verify),
 /// and the other modules stay readable.
@@ -405,7 +350,7 @@ fn invalid_records_are_refused_as_invalid() {
         let name = m.name().to_owned();
         let root = m.source_blake3().as_ptr() as usize - base;
         let entry = indx.start + index * 48;
-        let mut edits: Vec<(&str, Vec<(usize, Vec<u8>)>)> = vec![
+        let mut edits: Vec<(&str, Edit)> = vec![
             ("is_package is neither 0 nor 1", vec![(root + 116, vec![2])]),
             (
                 "an out-of-line source_path pointing outside the record",

@@ -9,8 +9,8 @@
 
 use std::ops::Range;
 
-use ppyc_format::image::image_checksum;
-use ppyc_format::name_hash;
+use ppyc_format::image::{Aux, image_checksum};
+use ppyc_format::{FormatError, Pack, SectionId, VerifyReport, name_hash};
 
 const HEADER: usize = 256;
 const ENTRY: usize = 64;
@@ -418,4 +418,70 @@ pub fn apply(bytes: &mut Vec<u8>, m: &Mutation) {
             }
         }
     }
+}
+
+fn within(inner: &Range<usize>, outer: Option<&[u8]>, pack: &Pack) -> bool {
+    let Some(outer) = outer else { return false };
+    let base = pack.as_bytes().as_ptr() as usize;
+    let start = outer.as_ptr() as usize - base;
+    inner.start >= start && inner.end <= start + outer.len()
+}
+
+/// Opens `bytes` and takes every read path, looking up `lookups` besides the modules it
+/// finds; panics only if the reader hands out something it must not (a range outside its
+/// section, another module than the one asked for, a payload that does not match its
+/// digest).
+pub fn exercise(bytes: &[u8], lookups: &[String]) -> Result<VerifyReport, FormatError> {
+    let pack = Pack::from_bytes(bytes)?;
+    let _ = pack.meta();
+    let names = pack.images().ok().flatten().map(|i| i.names);
+    if let Some(names) = names {
+        for i in 0..names.len() + 1 {
+            let _ = names.get(i);
+        }
+    }
+    let mut seen = Vec::new();
+    for index in 0..pack.len() + 1 {
+        let Ok(m) = pack.module_at(index) else {
+            continue;
+        };
+        assert_eq!(m.index(), index);
+        seen.push(m.name().to_owned());
+        let _ = (m.source_path(), m.is_package(), m.source_size(), m.record());
+        if let Ok(span) = m.payload_span() {
+            assert!(
+                within(&span, pack.section(SectionId::PAYL), &pack),
+                "{span:?}"
+            );
+            assert!(m.payload_matches(&pack.as_bytes()[span]));
+        }
+        if let Ok(Some(image)) = m.image() {
+            assert!(within(&image.objects, pack.section(SectionId::IMGO), &pack));
+            assert!(within(&image.aux, pack.section(SectionId::IREL), &pack));
+            let mut out = vec![0u8; image.objects_len()];
+            let _ = image.decode_objects(&pack.as_bytes()[image.objects.clone()], &mut out);
+            if let Ok(aux) = Aux::parse(&pack.as_bytes()[image.aux.clone()]) {
+                for slot in 0..aux.name_count() + 1 {
+                    if let (Some(s), Some(names)) = (aux.name_slot(slot), names) {
+                        let _ = names.get(s as usize);
+                    }
+                }
+                for (_, items) in aux.frozensets() {
+                    let _ = items.count();
+                }
+            }
+        }
+        let _ = m.checked_image();
+    }
+    for m in pack.modules().flatten() {
+        seen.push(m.name().to_owned());
+    }
+    seen.extend(lookups.iter().cloned());
+    seen.push("not.there".into());
+    for name in &seen {
+        if let Ok(Some(m)) = pack.get(name) {
+            assert_eq!(m.name(), name, "a lookup must return the module asked for");
+        }
+    }
+    Ok(pack.verify())
 }
