@@ -12,7 +12,7 @@ PIP_FLAGS := --disable-pip-version-check --quiet
 export CARGO_TERM_COLOR ?= never
 export PPYC_NO_PROGRESS := 1
 
-.PHONY: demo test lint rust-test browser python-test wheels bench clean
+.PHONY: demo test lint rust-test fuzz fuzz-smoke browser python-test wheels bench clean
 
 ## demo: pack this interpreter's stdlib and a small venv of popular packages, then inspect
 ## and verify the result.
@@ -20,11 +20,13 @@ demo:
 	bash scripts/demo.sh "$(PYTHON)"
 
 ## test: every test, on every installed CPython 3.10+.
-test: lint rust-test browser python-test
+test: lint fuzz-smoke rust-test browser python-test
 
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+	cargo fmt --manifest-path fuzz/Cargo.toml --all -- --check
+	cargo clippy --manifest-path fuzz/Cargo.toml --all-targets --locked -- -D warnings
 	$(PYTHON) -m venv $(BUILD)/lint-venv
 	$(BUILD)/lint-venv/bin/pip install $(PIP_FLAGS) ruff==0.17.6
 	$(BUILD)/lint-venv/bin/ruff check python tests compiler/src compiler/tests importtime/tests benches scripts
@@ -33,6 +35,19 @@ lint:
 rust-test:
 	PPYC_TEST_PYTHONS="$(subst $(eval) ,:,$(TEST_PYTHONS))" \
 	  cargo test --workspace --exclude ppyc-runtime --exclude ppyc-cli --locked --release
+
+# cargo-fuzz targets (fuzz/, RELIABILITY.md): `make fuzz` runs each for FUZZ_SECONDS,
+# `make test` each for FUZZ_SMOKE_SECONDS; executions and findings land in
+# build/fuzz/results.md. Installs cargo-fuzz if missing (the nightly toolchain is needed).
+FUZZ_TARGETS := pack_open index_lookup record_decode image marshal importtime
+FUZZ_SECONDS ?= 300
+FUZZ_SMOKE_SECONDS ?= 30
+
+fuzz:
+	bash scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-smoke:
+	bash scripts/fuzz.sh $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
 
 # Debian's Chromium: the `ppyc importtime --html` report is opened in it by the tests.
 browser:

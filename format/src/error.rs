@@ -54,6 +54,8 @@ pub enum FormatError {
     PayloadDigestMismatch { module: String },
     #[error("the code of module `{module}` lies outside the payload section")]
     PayloadOutOfBounds { module: String },
+    #[error("the pack's layout is invalid: {0}")]
+    BadLayout(String),
     #[error("section `{0}` is damaged (digest mismatch)")]
     SectionDigestMismatch(SectionId),
     #[error("module `{0}` is added twice")]

@@ -61,6 +61,13 @@ impl SectionId {
     /// Image mode: the layout description the images assume.
     pub const ILAY: Self = Self(*b"ILAY");
 
+    /// The sections every pack has, defined with the required flag set (§4.1); the other
+    /// known sections are defined with it clear.
+    #[must_use]
+    pub fn is_mandatory(self) -> bool {
+        matches!(self, Self::INDX | Self::RECS | Self::PAYL)
+    }
+
     /// Sections this version of the reader understands.
     #[must_use]
     pub fn is_known(self) -> bool {
@@ -351,6 +358,14 @@ impl Header {
             }
             if !entry.id.is_known() && entry.is_required() {
                 return Err(FormatError::UnknownRequiredSection(entry.id));
+            }
+            if entry.flags & !SECTION_FLAG_REQUIRED != 0 {
+                return Err(bad("reserved flag bits are set"));
+            }
+            if entry.id.is_known() && entry.is_required() != entry.id.is_mandatory() {
+                return Err(bad(
+                    "its required flag differs from the section's definition",
+                ));
             }
             sections.push(entry);
         }

@@ -350,6 +350,11 @@ pub(crate) fn build_sections(
     let mut irel = vec![0u8; images.len() * DIRECTORY_ENTRY_SIZE];
     for (i, (image, record_digest)) in images.iter().zip(record_digests).enumerate() {
         let Some(image) = image else { continue };
+        if image.objects.len() % 8 != 0 {
+            return Err(FormatError::BadImage(
+                "an object area is not a multiple of 8 bytes".into(),
+            ));
+        }
         imgo.resize(align_up(imgo.len(), OBJECTS_ALIGN), 0);
         irel.resize(align_up(irel.len(), 8), 0);
         let objects_offset = imgo.len() as u64;
@@ -526,6 +531,8 @@ pub(crate) fn image_ref(
     }
     let raw_len = u64_at(e, 48);
     let compressed_from = match raw_len {
+        // Objects are 8-aligned and their sizes rounded up to 8 (§10.3).
+        0 if objects_len % 8 != 0 => return Err(bad("an object area not a multiple of 8")),
         0 => None,
         // A decoded area may be at most 255 times its stored size (LZ4's limit) and, as
         // any object area, 4 GiB.
@@ -672,6 +679,30 @@ impl<'a> Names<'a> {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.table.is_empty()
+    }
+
+    /// Checks what only a whole-table pass can see (`ppyc verify`): every entry readable,
+    /// names sorted bytewise and unique, strings packed one after another in table order
+    /// and filling the string area exactly.
+    pub fn check_canonical(&self) -> Result<(), FormatError> {
+        let bad = |what: &str| FormatError::BadImage(format!("INAM: {what}"));
+        let mut packed_end = 0usize;
+        let mut previous: Option<&[u8]> = None;
+        for i in 0..self.len() {
+            let name = self.get(i)?;
+            if u32_at(self.table, i * NAME_ENTRY_SIZE) as usize != packed_end {
+                return Err(bad("the strings are not packed in table order"));
+            }
+            packed_end += name.len();
+            if previous.is_some_and(|p| p >= name) {
+                return Err(bad("the names are not sorted and unique"));
+            }
+            previous = Some(name);
+        }
+        if packed_end != self.strings.len() {
+            return Err(bad("the string area holds bytes no entry uses"));
+        }
+        Ok(())
     }
 
     /// Name `i`, after checking its bounds and its FNV-1a check value.

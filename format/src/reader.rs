@@ -430,8 +430,11 @@ impl Pack {
         })
     }
 
-    /// Checks every section digest, every record and every payload, and the order and
-    /// uniqueness of the lookup table. Reads the whole pack.
+    /// Checks every section digest, every record and every payload, every image, the
+    /// order and uniqueness of the lookup table, the syntax of `META` and `ILAY`, and the
+    /// layout the format prescribes (records, payloads and images in order, not
+    /// overlapping, zero padding; bytes outside every section zero; the identifier table
+    /// sorted and packed). Reads the whole pack.
     #[must_use]
     pub fn verify(&self) -> VerifyReport {
         let mut report = VerifyReport::default();
@@ -444,6 +447,22 @@ impl Pack {
                 }
             }
         }
+        self.verify_file_layout(&mut report.problems);
+        for (index, s) in self.sections.iter().enumerate() {
+            if s.id == SectionId::META || s.id == SectionId::ILAY {
+                // META's writer sorts by key, ILAY's by line (spec/FORMAT.md §4.2, §10.1).
+                let by_key = s.id == SectionId::META;
+                let error = self
+                    .section(s.id)
+                    .and_then(|t| key_value_lines_error(t, by_key));
+                if let Some(reason) = error {
+                    report
+                        .problems
+                        .push(FormatError::BadSection { index, reason });
+                }
+            }
+        }
+        let mut placed: Vec<Placed> = Vec::new();
         let mut previous: Option<(u64, String)> = None;
         for i in 0..self.count {
             let module = match self.record(i) {
@@ -474,11 +493,169 @@ impl Pack {
             if let Err(e) = module.checked_image() {
                 report.problems.push(e);
             }
+            let (_, off, len, _) = self.entry(i);
+            let record = self.recs.start + off..self.recs.start + off + len;
+            // bytecheck accepts encodings the writer never produces (bytes after an inline
+            // string's end, padding): the record must be exactly what its fields encode to.
+            let canonical =
+                rkyv::deserialize::<crate::ModuleRecord, rkyv::rancor::Error>(module.record)
+                    .ok()
+                    .and_then(|r| rkyv::to_bytes::<rkyv::rancor::Error>(&r).ok());
+            if canonical.as_deref() != Some(&self.bytes()[record.clone()]) {
+                report.problems.push(FormatError::RecordInvalid {
+                    entry: i,
+                    reason: "not the canonical encoding of its fields".into(),
+                });
+            }
+            placed.push((
+                module.name().to_owned(),
+                record,
+                module.payload_range().ok(),
+                module.image().ok().flatten(),
+            ));
             report.modules_checked += 1;
             previous = Some(key);
         }
+        if placed.len() == self.count {
+            self.verify_module_layout(&mut placed, &mut report.problems);
+        }
+        if let Ok(Some(images)) = self.images() {
+            if let Err(e) = images.names.check_canonical() {
+                report.problems.push(e);
+            }
+        }
         report
     }
+
+    /// Bytes outside the header, the section table and every section are zero padding.
+    fn verify_file_layout(&self, problems: &mut Vec<FormatError>) {
+        let mut ranges: Vec<Range<usize>> = self
+            .sections
+            .iter()
+            .map(|s| s.offset as usize..(s.offset + s.length) as usize)
+            .collect();
+        ranges.push(0..crate::HEADER_SIZE + self.sections.len() * crate::SECTION_ENTRY_SIZE);
+        if let Some(reason) = uncovered_non_zero(self.bytes(), 0..self.bytes().len(), ranges) {
+            problems.push(FormatError::BadLayout(format!(
+                "outside every section: {reason}"
+            )));
+        }
+    }
+
+    /// Records and payloads in name order, payloads 16-aligned, images in lookup-table
+    /// order, none overlapping another, zero padding between them, the last one ending
+    /// its section.
+    fn verify_module_layout(&self, placed: &mut [Placed], problems: &mut Vec<FormatError>) {
+        let mut layout = |what: &str, within: Range<usize>, ranges: Vec<Range<usize>>| {
+            if let Some(reason) = in_order_with_zero_padding(self.bytes(), within, &ranges) {
+                problems.push(FormatError::BadLayout(format!("{what}: {reason}")));
+            }
+        };
+        // `placed` is in lookup-table order: the images' order.
+        if let Some(Ok(r)) = &self.images {
+            let objects = placed
+                .iter()
+                .filter_map(|p| Some(p.3.as_ref()?.objects.clone()));
+            layout("IMGO", r.imgo.clone(), objects.collect());
+            let aux = placed
+                .iter()
+                .filter_map(|p| Some(p.3.as_ref()?.aux.clone()));
+            layout("IREL", r.directory_end..r.irel.end, aux.collect());
+        }
+        placed.sort_by(|a, b| a.0.cmp(&b.0));
+        layout(
+            "RECS",
+            self.recs.clone(),
+            placed.iter().map(|p| p.1.clone()).collect(),
+        );
+        let payloads: Option<Vec<Range<usize>>> = placed.iter().map(|p| p.2.clone()).collect();
+        if let Some(payloads) = payloads {
+            let misaligned = payloads
+                .iter()
+                .any(|p| (p.start - self.payl.start) % ITEM_ALIGN != 0);
+            layout("PAYL", self.payl.clone(), payloads);
+            if misaligned {
+                problems.push(FormatError::BadLayout(
+                    "PAYL: a payload is misaligned".into(),
+                ));
+            }
+        }
+    }
+}
+
+/// Where a module's parts lie, for the layout checks of [`Pack::verify`]: its name, its
+/// record, its payload and its image (as far as they could be located).
+type Placed = (String, Range<usize>, Option<Range<usize>>, Option<ImageRef>);
+
+/// Why `ranges` (in the order they must appear) are not laid out one after another inside
+/// `within`, with only zero bytes between them and the last one ending `within`; `None`
+/// when they are.
+fn in_order_with_zero_padding(
+    bytes: &[u8],
+    within: Range<usize>,
+    ranges: &[Range<usize>],
+) -> Option<String> {
+    let mut at = within.start;
+    for r in ranges {
+        if r.start < at {
+            return Some("items overlap or are out of order".into());
+        }
+        if r.end > within.end {
+            return Some("an item lies outside the section".into());
+        }
+        if bytes[at..r.start].iter().any(|&b| b != 0) {
+            return Some(format!("padding at {:#x} is not zero", at));
+        }
+        at = r.end;
+    }
+    // The writer pads before an item, never after the last one.
+    (at != within.end).then(|| format!("bytes after the last item, at {at:#x}"))
+}
+
+/// Why the bytes of `within` not covered by any of `ranges` (which may overlap) are not
+/// all zero; `None` when they are.
+fn uncovered_non_zero(
+    bytes: &[u8],
+    within: Range<usize>,
+    mut ranges: Vec<Range<usize>>,
+) -> Option<String> {
+    ranges.sort_by_key(|r| r.start);
+    let mut at = within.start;
+    for r in ranges {
+        if r.start > at && bytes[at..r.start.min(within.end)].iter().any(|&b| b != 0) {
+            return Some(format!("byte {at:#x} to {:#x} is not zero", r.start));
+        }
+        at = at.max(r.end);
+    }
+    (at < within.end && bytes[at..within.end].iter().any(|&b| b != 0))
+        .then(|| format!("byte {at:#x} to the end is not zero"))
+}
+
+/// Why `text` is not `key=value` lines (UTF-8, each ending in `\n`, no CR, sorted bytewise
+/// and unique: by key when `by_key`, else by line), as `META` and `ILAY` are; `None` when
+/// it is.
+fn key_value_lines_error(text: &[u8], by_key: bool) -> Option<&'static str> {
+    let Ok(text) = std::str::from_utf8(text) else {
+        return Some("its key=value lines are not UTF-8");
+    };
+    if !text.is_empty() && !text.ends_with('\n') {
+        return Some("its last key=value line does not end in a newline");
+    }
+    if text.contains('\r') {
+        return Some("its key=value lines hold a carriage return");
+    }
+    let mut previous: Option<&str> = None;
+    for line in text.lines() {
+        let Some((key, _)) = line.split_once('=') else {
+            return Some("a line is not key=value");
+        };
+        let key = if by_key { key } else { line };
+        if previous.is_some_and(|p| p >= key) {
+            return Some("its keys are not sorted and unique");
+        }
+        previous = Some(key);
+    }
+    None
 }
 
 impl<'a> Module<'a> {
@@ -507,6 +684,16 @@ impl<'a> Module<'a> {
     /// into a [`crate::ModuleImage`] with its identifiers spelled out (for reuse by
     /// incremental builds and for `ppyc verify`).
     pub fn checked_image(&self) -> Result<Option<crate::ModuleImage>, FormatError> {
+        // Every error names the module (`ppyc verify` lists them).
+        self.checked_image_inner().map_err(|e| match e {
+            FormatError::BadImage(what) if !what.contains('`') => {
+                FormatError::BadImage(format!("module `{}`: {what}", self.name()))
+            }
+            other => other,
+        })
+    }
+
+    fn checked_image_inner(&self) -> Result<Option<crate::ModuleImage>, FormatError> {
         let Some(image) = self.image()? else {
             return Ok(None);
         };
@@ -531,13 +718,34 @@ impl<'a> Module<'a> {
             let index = parsed.name_slot(slot).unwrap_or(u32::MAX) as usize;
             slots.push(names.get(index)?.to_vec());
         }
-        let frozensets = parsed
+        let frozensets: Vec<crate::image::FrozenSetImage> = parsed
             .frozensets()
             .map(|(rebuild, items)| crate::image::FrozenSetImage {
                 items: items.collect(),
                 rebuild,
             })
             .collect();
+        // Items are words (§10.2) that refer only to what exists when the frozenset is
+        // built: the module's objects and names, earlier frozensets, well-known objects.
+        for (k, fs) in frozensets.iter().enumerate() {
+            for &item in &fs.items {
+                let ok = match crate::Word::decode(item) {
+                    Some(crate::Word::Internal(o)) => o % 8 == 0 && o < objects.len() as u64,
+                    Some(crate::Word::Symbol(n)) => {
+                        use crate::image::symbol;
+                        (symbol::NONE..symbol::COUNT).contains(&n) && !(24..=31).contains(&n)
+                    }
+                    Some(crate::Word::Name(n)) => (n as usize) < slots.len(),
+                    Some(crate::Word::FrozenSet(n)) => (n as usize) < k,
+                    Some(crate::Word::Filename) | None => false,
+                };
+                if !ok {
+                    return Err(FormatError::BadImage(format!(
+                        "frozenset {k} has an invalid item {item:#x}"
+                    )));
+                }
+            }
+        }
         Ok(Some(crate::ModuleImage {
             objects,
             root: parsed.root,

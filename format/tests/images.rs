@@ -10,7 +10,7 @@ use ppyc_format::{FormatError, FrozenSetImage, ModuleImage, Pack, PackWriter, Se
 
 fn image(seed: u8, names: &[&str]) -> ModuleImage {
     ModuleImage {
-        objects: (0..48 + u32::from(seed))
+        objects: (0..48 + 8 * u32::from(seed))
             .map(|i| (i as u8) ^ seed)
             .collect(),
         root: 8,
@@ -18,7 +18,16 @@ fn image(seed: u8, names: &[&str]) -> ModuleImage {
         code_count: 1,
         names: names.iter().map(|n| n.as_bytes().to_vec()).collect(),
         frozensets: vec![FrozenSetImage {
-            items: vec![Word::Name(0).encode(), Word::Symbol(symbol::TRUE).encode()],
+            // A name word only where the module has a name slot (an item must refer to
+            // something that exists).
+            items: if names.is_empty() {
+                vec![
+                    Word::Symbol(symbol::NONE).encode(),
+                    Word::Symbol(symbol::TRUE).encode(),
+                ]
+            } else {
+                vec![Word::Name(0).encode(), Word::Symbol(symbol::TRUE).encode()]
+            },
             rebuild: seed % 2 == 1,
         }],
     }

@@ -1,5 +1,8 @@
 #![allow(dead_code, unreachable_pub)]
-use ppyc_format::{ModuleInput, PackWriter, Target};
+pub mod hostile;
+
+use ppyc_format::image::symbol;
+use ppyc_format::{FrozenSetImage, ModuleImage, ModuleInput, PackWriter, Target, Word};
 
 pub fn target() -> Target {
     Target {
@@ -37,6 +40,71 @@ pub fn build(modules: Vec<ModuleInput>) -> Vec<u8> {
     let mut w = PackWriter::new(target()).unwrap();
     w.set_meta("generator", "ppyc test");
     for m in modules {
+        w.add(m).unwrap();
+    }
+    w.finish().unwrap()
+}
+
+/// A synthetic image (the format crate does not interpret object bytes): `len` bytes of a
+/// pattern, compressible (stored LZ4-compressed) or not, with name slots and a frozenset
+/// that refers to them.
+pub fn synthetic_image(seed: u8, len: usize, compressible: bool, names: &[&str]) -> ModuleImage {
+    let objects = (0..len)
+        .map(|i| {
+            if compressible {
+                if i % 16 < 2 { seed } else { 0 }
+            } else {
+                (i as u8).wrapping_mul(31) ^ seed
+            }
+        })
+        .collect();
+    let mut items = vec![
+        Word::Symbol(symbol::TRUE).encode(),
+        Word::Internal(8).encode(),
+    ];
+    if !names.is_empty() {
+        items.push(Word::Name(0).encode());
+    }
+    ModuleImage {
+        objects,
+        root: 8,
+        object_count: 2,
+        code_count: 1,
+        names: names.iter().map(|n| n.as_bytes().to_vec()).collect(),
+        frozensets: vec![
+            FrozenSetImage {
+                items,
+                rebuild: seed % 2 == 1,
+            },
+            FrozenSetImage {
+                items: vec![Word::FrozenSet(0).encode()],
+                rebuild: false,
+            },
+        ],
+    }
+}
+
+/// A small image pack: four modules, three with images (one stored LZ4-compressed, one
+/// without names), one without; `META` and all four image sections.
+pub fn image_pack() -> Vec<u8> {
+    let mut w = PackWriter::new(target()).unwrap();
+    w.set_meta("generator", "ppyc test");
+    w.set_layout(b"image_format=1\nlayout=test\n".to_vec());
+    let images = [
+        (
+            "alpha",
+            Some(synthetic_image(1, 48, false, &["os", "sys", "__name__"])),
+        ),
+        ("beta", None),
+        (
+            "gamma.pkg",
+            Some(synthetic_image(2, 256, true, &["sys", "caf\u{e9}"])),
+        ),
+        ("zeta", Some(synthetic_image(3, 40, false, &[]))),
+    ];
+    for (name, image) in images {
+        let mut m = module(name, format!("\u{e3}payload of {name}").as_bytes());
+        m.image = image;
         w.add(m).unwrap();
     }
     w.finish().unwrap()
