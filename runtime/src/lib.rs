@@ -38,11 +38,13 @@ mod _native {
     }
 
     /// The `ppyc.pth` line's call: this module was loaded from `path` by
-    /// `_imp.create_dynamic`; registers it and installs the hook (never raises).
+    /// `_imp.create_dynamic`; registers it and installs the hook (never raises). Under
+    /// `-X importtime`, `started` is `time.perf_counter_ns()` from before the load, and a
+    /// line in CPython's format reports the whole of it.
     #[pyfunction]
-    #[pyo3(pass_module)]
-    fn activate(module: &Bound<'_, PyModule>, path: &str) {
-        crate::hook::activate(module.py(), module, path);
+    #[pyo3(pass_module, signature = (path, started=0))]
+    fn activate(module: &Bound<'_, PyModule>, path: &str, started: u64) {
+        crate::hook::activate(module.py(), module, path, started);
     }
 
     /// Removes the import hook; modules already imported stay as they are.

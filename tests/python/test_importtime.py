@@ -164,7 +164,7 @@ def test_json_report(itlib: Path, tmp_path: Path, mode: str) -> None:
     assert rows["itstale"]["ppyc"]["reason"] == "stale"
     assert rows["itstale"]["ppyc"]["mode"] is None and rows["itstale"]["stock"] is not None
     # ppyc's own start-up shows on its side only; builtins are named as such.
-    assert rows["ppyc._hook"]["stock"] is None and rows["ppyc._hook"]["ppyc"] is not None
+    assert rows["ppyc._native"]["stock"] is None and rows["ppyc._native"]["ppyc"] is not None
     assert any(r["ppyc"] and r["ppyc"]["reason"] == "builtin module" for r in rows.values())
     # Sorted by self time, largest first.
     keys = [
@@ -390,7 +390,7 @@ def test_html_report_renders_in_chromium(itlib: Path, tmp_path: Path) -> None:
         by_side[node.attrs["data-side"]].add(node.attrs["data-name"])
     for side in ("stock", "ppyc"):
         assert set(SERVED) | {"itstale", "json"} <= by_side[side], (side, by_side[side])
-    assert "ppyc._hook" in by_side["ppyc"] and "ppyc._hook" not in by_side["stock"]
+    assert "ppyc._native" in by_side["ppyc"] and "ppyc._native" not in by_side["stock"]
     # Labels: wide nodes show their name (at least the workload's own package, on both sides).
     labelled = {(n.attrs["data-side"], n.text.strip()) for n in nodes if n.text.strip()}
     assert ("stock", "itpkg") in labelled and ("ppyc", "itpkg") in labelled, labelled

@@ -727,7 +727,7 @@ fn write_profile(py: Python<'_>) {
 /// (in `sys.modules` with its spec, so that `import ppyc._native` finds it) and the hook is
 /// installed. Nothing here may break start-up: a failure is reported on stderr and the
 /// stock importer runs.
-pub(crate) fn activate(py: Python<'_>, module: &Bound<'_, PyModule>, path: &str) {
+pub(crate) fn activate(py: Python<'_>, module: &Bound<'_, PyModule>, path: &str, started: u64) {
     let adopted = (|| -> PyResult<()> {
         let name = "ppyc._native";
         let sys = py.import("sys")?;
@@ -756,6 +756,24 @@ pub(crate) fn activate(py: Python<'_>, module: &Bound<'_, PyModule>, path: &str)
         Ok(())
     })();
     let result = adopted.and_then(|()| install(py));
+    if started > 0 {
+        // `-X importtime`'s own line (`Python/import.c`: "import time: %9ld | %10ld | %*s%s",
+        // two spaces per nesting level): this runs inside the import of `site`, level 1.
+        let now = py
+            .import("time")
+            .and_then(|t| t.call_method0("perf_counter_ns")?.extract::<u64>());
+        if let Ok(now) = now {
+            let us = now.saturating_sub(started) / 1000;
+            let _ = py.import("sys").and_then(|sys| {
+                sys.getattr("stderr")?.call_method1(
+                    "write",
+                    (format!(
+                        "import time: {us:>9} | {us:>10} |   ppyc._native\n"
+                    ),),
+                )
+            });
+        }
+    }
     if let Err(e) = result {
         let _ = py.import("sys").and_then(|sys| {
             sys.getattr("stderr")?.call_method1(
