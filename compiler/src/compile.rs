@@ -116,6 +116,10 @@ pub struct BuildSummary {
     pub images_refused: Vec<String>,
     /// Image packs: how many modules have no image.
     pub images_refused_count: usize,
+    /// Directories whose listing the pack records (`DIRS`).
+    pub dirs_recorded: usize,
+    /// Directories left out of `DIRS`: changed within 2 s before the build (racy).
+    pub dirs_racy: usize,
 }
 
 /// Why a build could not produce a pack.
@@ -650,6 +654,18 @@ pub fn build_pack(
     for (input, _) in inputs {
         writer.add(input)?;
     }
+    // The directory listings, taken last: after every `.pyc` written (each `__pycache__`
+    // created) and with the pack's own `__pycache__` in place, so that writing the pack
+    // changes no directory it records.
+    let pycache = in_tree.parent().unwrap_or(dir);
+    if !pycache.is_dir() {
+        let _ = probe_writable(pycache);
+    }
+    let dir_listings = crate::walk::listings(dir);
+    summary.dirs_recorded = dir_listings.dirs.len();
+    summary.dirs_racy = dir_listings.racy;
+    writer.set_dirs(dir_listings.dirs)?;
+    lap("listings");
     summary.modules = writer.len();
     let bytes = writer.finish()?;
     lap("encode");

@@ -353,3 +353,147 @@ mod tests {
         assert!(!is_identifier(""));
     }
 }
+
+/// How much older than the moment of listing a directory's mtime must be for the listing
+/// to be trusted (`ppyc_format::dirs::RACY_NS`), by the type of the file system `path` is
+/// on (`statfs(2)`'s `f_type`, `linux/magic.h`).
+#[allow(unsafe_code)]
+fn racy_margin_ns(path: &Path) -> i64 {
+    use std::os::unix::ffi::OsStrExt;
+    const FINE: [i64; 8] = [
+        0xEF53,      // EXT2/3/4_SUPER_MAGIC
+        0x5846_5342, // XFS_SUPER_MAGIC
+        0x9123_683E, // BTRFS_SUPER_MAGIC
+        0x0102_1994, // TMPFS_MAGIC
+        0x794C_7630, // OVERLAYFS_SUPER_MAGIC
+        0x2FC1_2FC1, // ZFS
+        0xF2F5_2010, // F2FS_SUPER_MAGIC
+        0x6165_6673, // BCACHEFS (not in older headers)
+    ];
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return ppyc_format::dirs::RACY_NS;
+    };
+    let mut st = std::mem::MaybeUninit::<libc::statfs>::zeroed();
+    // SAFETY: `c` is a NUL-terminated path and `st` points to writable memory the size of
+    // `struct statfs`; `statfs` writes it fully on success (returns 0) and we read it only
+    // then.
+    let ok = unsafe { libc::statfs(c.as_ptr(), st.as_mut_ptr()) } == 0;
+    if !ok {
+        return ppyc_format::dirs::RACY_NS;
+    }
+    // SAFETY: initialised by the successful `statfs` above.
+    // (`f_type`'s C type differs between platforms: `i64` here, 32 bits on some.)
+    #[allow(clippy::unnecessary_cast)]
+    let f_type = unsafe { st.assume_init() }.f_type as i64;
+    if FINE.contains(&f_type) {
+        ppyc_format::dirs::RACY_LOCAL_NS
+    } else {
+        ppyc_format::dirs::RACY_NS
+    }
+}
+
+/// What [`listings`] recorded.
+#[derive(Clone, Debug, Default)]
+pub struct Listings {
+    /// One entry per directory recorded.
+    pub dirs: Vec<ppyc_format::dirs::DirInput>,
+    /// Directories left out because they changed less than the file system's timestamp
+    /// resolution before they were listed, or while they were listed.
+    pub racy: usize,
+}
+
+fn mtime_of(path: &Path) -> Option<(i64, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    // `stat` follows symbolic links, as `FileFinder` does (`_path_stat`).
+    let m = std::fs::metadata(path).ok()?;
+    m.is_dir().then(|| (m.mtime(), m.mtime_nsec() as u32))
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// The listings of `root` and of every directory below it that the stock `FileFinder`
+/// may search through a pack of `root`: those reached through names that are identifiers
+/// (packages and namespace-package portions), not `__pycache__`. Each listing is every name
+/// `os.listdir` gives, with the directory's mtime. Git's racy-clean rule: a listing taken
+/// within the file system's timestamp resolution of the directory's last change is not
+/// trusted, since a change right after it could leave the mtime as it is. On file systems
+/// with fine timestamps (a margin of 0.1 s) such a directory is listed again once the
+/// margin has passed (the build waits at most that long); elsewhere (2 s) it is left out.
+/// A directory that changed while it was listed is left out too.
+#[must_use]
+pub fn listings(root: &Path) -> Listings {
+    let margin = racy_margin_ns(root);
+    let mut out = take_listings(root, margin, now_ns());
+    if out.racy > 0 && margin <= ppyc_format::dirs::RACY_LOCAL_NS {
+        std::thread::sleep(std::time::Duration::from_nanos(margin as u64 + 1_000_000));
+        out = take_listings(root, margin, now_ns());
+    }
+    out
+}
+
+fn take_listings(root: &Path, margin: i64, now_ns: i64) -> Listings {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Listings::default();
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![(root.to_path_buf(), String::new())];
+    while let Some((dir, rel)) = stack.pop() {
+        // A directory reached twice through symbolic links is listed once.
+        let Ok(meta) = std::fs::metadata(&dir) else {
+            continue;
+        };
+        if !seen.insert((meta.dev(), meta.ino(), rel.clone())) || seen.len() > 100_000 {
+            continue;
+        }
+        let Some(before) = mtime_of(&dir) else {
+            continue;
+        };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut names = Vec::new();
+        let mut complete = true;
+        for entry in entries {
+            let Ok(entry) = entry else {
+                complete = false;
+                break;
+            };
+            let name = entry.file_name();
+            if let Some(text) = name.to_str() {
+                if text != "__pycache__" && is_identifier(text) && rel.matches('/').count() < 64 {
+                    let child = entry.path();
+                    if std::fs::metadata(&child).is_ok_and(|m| m.is_dir()) {
+                        let child_rel = if rel.is_empty() {
+                            text.to_owned()
+                        } else {
+                            format!("{rel}/{text}")
+                        };
+                        stack.push((child, child_rel));
+                    }
+                }
+            }
+            names.push(name.as_bytes().to_vec());
+        }
+        let after = mtime_of(&dir);
+        let old_enough = before
+            .0
+            .checked_mul(1_000_000_000)
+            .and_then(|s| s.checked_add(i64::from(before.1)))
+            .is_some_and(|m| now_ns.saturating_sub(m) > margin);
+        if !complete || after != Some(before) || !old_enough {
+            out.racy += 1;
+            continue;
+        }
+        out.dirs.push(ppyc_format::dirs::DirInput {
+            path: rel,
+            mtime: before,
+            names,
+        });
+    }
+    out.dirs.sort_by(|a, b| a.path.cmp(&b.path));
+    out
+}

@@ -119,6 +119,13 @@ pub fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(array_at(b, at))
 }
 
+/// The `i64` at `at` (bounds checked by the caller).
+#[inline]
+#[must_use]
+pub fn i64_at(b: &[u8], at: usize) -> i64 {
+    i64::from_le_bytes(array_at(b, at))
+}
+
 /// The `N` bytes at `at` (bounds checked by the caller).
 #[inline]
 #[must_use]

@@ -68,6 +68,8 @@ pub enum FormatError {
     Serialize(String),
     #[error("the image sections are unusable: {0}")]
     BadImage(String),
+    #[error("the directory listings (DIRS) are damaged: {0}")]
+    BadDirs(String),
     #[error("module `{0}` has an image but the pack has no layout description")]
     ImageWithoutLayout(String),
 }

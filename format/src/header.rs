@@ -60,6 +60,8 @@ impl SectionId {
     pub const INAM: Self = Self(*b"INAM");
     /// Image mode: the layout description the images assume.
     pub const ILAY: Self = Self(*b"ILAY");
+    /// The listings of the directories the pack covers (§12).
+    pub const DIRS: Self = Self(*b"DIRS");
 
     /// The sections every pack has, defined with the required flag set (§4.1); the other
     /// known sections are defined with it clear.
@@ -81,6 +83,7 @@ impl SectionId {
                 | Self::IREL
                 | Self::INAM
                 | Self::ILAY
+                | Self::DIRS
         )
     }
 }

@@ -13,6 +13,8 @@
 //! | RECS               |  one rkyv-archived `ModuleRecord` per module, each 16-byte aligned
 //! | PAYL               |  marshalled code objects, each 16-byte aligned
 //! | META (optional)    |  `key=value` lines (generator, root)
+//! | DIRS (optional)    |  the listings of the directories the pack covers, with their mtimes
+//! | IMGO IREL INAM ILAY|  image mode (optional): object areas, relocations, identifiers, layout
 //! +--------------------+
 //! ```
 //!
@@ -29,6 +31,7 @@
 //! bounds or loop forever: see `format/tests/corruption.rs`.
 
 pub mod bytes;
+pub mod dirs;
 mod error;
 mod header;
 pub mod image;

@@ -248,6 +248,14 @@ impl Pack {
         self.backing.bytes()
     }
 
+    /// The recorded directory listings (`DIRS`), if the pack has them; each entry is
+    /// checked when it is read ([`crate::dirs::Dirs::get`]).
+    pub fn dirs(&self) -> Result<Option<crate::dirs::Dirs<'_>>, FormatError> {
+        self.section(SectionId::DIRS)
+            .map(crate::dirs::Dirs::parse)
+            .transpose()
+    }
+
     /// The whole pack, as mapped (or held) in memory. Only the header and section table
     /// have been checked: use [`Pack::get`] and [`Module::payload_span`] for anything else.
     #[must_use]
@@ -523,6 +531,15 @@ impl Pack {
             if let Err(e) = images.names.check_canonical() {
                 report.problems.push(e);
             }
+        }
+        match self.dirs() {
+            Ok(Some(dirs)) => {
+                if let Err(e) = dirs.verify() {
+                    report.problems.push(e);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => report.problems.push(e),
         }
         report
     }

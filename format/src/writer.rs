@@ -50,6 +50,7 @@ pub struct PackWriter {
     meta: BTreeMap<String, String>,
     modules: BTreeMap<String, ModuleInput>,
     layout: Option<Vec<u8>>,
+    dirs: Option<Vec<u8>>,
     extra: BTreeMap<SectionId, Vec<u8>>,
 }
 
@@ -76,6 +77,7 @@ impl PackWriter {
             meta: BTreeMap::new(),
             modules: BTreeMap::new(),
             layout: None,
+            dirs: None,
             extra: BTreeMap::new(),
         })
     }
@@ -85,6 +87,12 @@ impl PackWriter {
     /// `layout_fingerprint`. Modules may then carry images.
     pub fn set_layout(&mut self, description: Vec<u8>) {
         self.layout = Some(description);
+    }
+
+    /// Records the listings of the directories the pack covers (`DIRS`, §12).
+    pub fn set_dirs(&mut self, dirs: Vec<crate::dirs::DirInput>) -> Result<(), FormatError> {
+        self.dirs = Some(crate::dirs::build(dirs)?);
+        Ok(())
     }
 
     /// Adds an optional section of a private extension (`spec/FORMAT.md` §4.1): any
@@ -203,6 +211,9 @@ impl PackWriter {
         ];
         if !meta.is_empty() {
             bodies.push((SectionId::META, 0, meta));
+        }
+        if let Some(dirs) = self.dirs {
+            bodies.push((SectionId::DIRS, 0, dirs));
         }
         let mut layout_fingerprint = [0; 32];
         if let Some(layout) = self.layout {

@@ -144,6 +144,9 @@ impl Pack {
     }
 }
 
+/// `Pack.listing()`'s answer: mtime seconds, nanoseconds, names.
+type ListingTuple<'py> = (i64, u32, Vec<Bound<'py, PyBytes>>);
+
 fn value_error(e: &ppyc_format::FormatError) -> PyErr {
     PyValueError::new_err(e.to_string())
 }
@@ -292,6 +295,20 @@ impl Pack {
         }
     }
 
+    /// The recorded listing of directory `rel` (relative to the pack's root, `""` for the
+    /// root): `(mtime_seconds, mtime_nanoseconds, names)` with the names as bytes, or `None`
+    /// when the pack records none (or the entry is damaged).
+    fn listing<'py>(&self, py: Python<'py>, rel: &str) -> PyResult<Option<ListingTuple<'py>>> {
+        let dirs = self.inner.dirs().map_err(|e| value_error(&e))?;
+        Ok(dirs.and_then(|d| d.get(rel)).map(|l| {
+            (
+                l.mtime.0,
+                l.mtime.1,
+                l.names().map(|n| PyBytes::new(py, n)).collect(),
+            )
+        }))
+    }
+
     /// `(mode, reason)`: `("image", None)` when this process loads the pack's images, else
     /// `("marshal", why not)`.
     fn mode_info(&self, py: Python<'_>) -> (&'static str, Option<String>) {
@@ -392,6 +409,10 @@ impl Pack {
         let (mode, reason) = self.mode_info(py);
         d.set_item("mode", mode)?;
         d.set_item("mode_reason", reason)?;
+        d.set_item(
+            "directories",
+            self.inner.dirs().ok().flatten().map_or(0, |d| d.len()),
+        )?;
         let sections = PyList::empty(py);
         for s in self.inner.sections() {
             let e = PyDict::new(py);

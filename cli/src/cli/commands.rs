@@ -149,6 +149,16 @@ pub(crate) fn compile(py: Python<'_>, args: &CompileArgs) -> anyhow::Result<i32>
                         } else if let Some(reason) = &marshal_reason {
                             out!("  marshal mode: {reason}");
                         }
+                        if s.dirs_racy > 0 {
+                            out!(
+                                "  {} directory listings recorded; {} left out (changed too recently to be \
+                                 trusted: they are listed at import time until the next build)",
+                                s.dirs_recorded,
+                                s.dirs_racy
+                            );
+                        } else if verbose {
+                            out!("  {} directory listings recorded", s.dirs_recorded);
+                        }
                         if s.unchanged {
                             out!("  the pack was already up to date: not rewritten");
                         }

@@ -60,7 +60,7 @@ pub(crate) fn enable(py: Python<'_>) -> anyhow::Result<i32> {
         .with_context(|| format!("cannot enable ppyc for `{python}`"))?;
     // A `.pth` file of an older ppyc, under the name it had then.
     for old in strings(&status["enabled"]) {
-        if PathBuf::from(&old) != pth {
+        if std::path::Path::new(&old) != pth {
             std::fs::remove_file(&old).with_context(|| format!("cannot remove `{old}`"))?;
         }
     }

@@ -64,11 +64,15 @@ fn is_dir(path: &str) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.file_type().is_dir())
 }
 
-/// `st_mtime` as Python computes it (`sec + nsec * 1e-9`, `Modules/posixmodule.c`).
-fn mtime(path: &str) -> Option<f64> {
-    std::fs::metadata(path)
-        .ok()
-        .map(|m| m.mtime() as f64 + m.mtime_nsec() as f64 * 1e-9)
+/// A directory's `st_mtime` as Python computes it (`sec + nsec * 1e-9`,
+/// `Modules/posixmodule.c`), and as seconds and nanoseconds.
+fn mtime(path: &str) -> Option<(f64, (i64, u32))> {
+    std::fs::metadata(path).ok().map(|m| {
+        (
+            m.mtime() as f64 + m.mtime_nsec() as f64 * 1e-9,
+            (m.mtime(), m.mtime_nsec() as u32),
+        )
+    })
 }
 
 impl Hook {
@@ -135,10 +139,19 @@ impl Hook {
         };
         let now = mtime(&here);
         let cached: f64 = finder.getattr("_path_mtime")?.extract()?;
-        if now.unwrap_or(-1.0) != cached {
-            self.fill_cache(py, finder, &here)?;
+        if now.map_or(-1.0, |m| m.0) != cached {
+            // The pack's listing of this directory when it was taken at this very mtime,
+            // else a listing now, as `FileFinder._fill_cache` takes it.
+            let recorded = match now {
+                Some((_, exact)) if !path.is_empty() => self.recorded_listing(py, path, exact),
+                _ => None,
+            };
+            match recorded {
+                Some(names) => finder.setattr("_path_cache", names)?,
+                None => self.fill_cache(py, finder, &here)?,
+            }
             match now {
-                Some(m) => finder.setattr("_path_mtime", m)?,
+                Some((m, _)) => finder.setattr("_path_mtime", m)?,
                 None => finder.setattr("_path_mtime", -1)?,
             }
         }
@@ -184,9 +197,38 @@ impl Hook {
         })
     }
 
+    /// The names of directory `path` as its pack recorded them, when they were recorded at
+    /// mtime `exact` (`spec/FORMAT.md` §12: the listing is trusted only for the very mtime
+    /// it was taken at, and the compiler records none within 2 s of a change).
+    fn recorded_listing<'py>(
+        &self,
+        py: Python<'py>,
+        path: &str,
+        exact: (i64, u32),
+    ) -> Option<Bound<'py, PySet>> {
+        let entry = self.pack_for(py, path)?;
+        let rel = if path == entry.root {
+            ""
+        } else {
+            path.strip_prefix(entry.root.as_str())?.strip_prefix('/')?
+        };
+        let pack = entry.pack.bind(py).get();
+        let listing = pack.inner().dirs().ok()??.get(rel)?;
+        if listing.mtime != exact {
+            return None;
+        }
+        let names = PySet::empty(py).ok()?;
+        for name in listing.names() {
+            names.add(crate::ffi::raw::decode_fs(py, name).ok()?).ok()?;
+        }
+        self.counters().listings_recorded += 1;
+        Some(names)
+    }
+
     /// `FileFinder._fill_cache` (POSIX): the directory's names, or none when it cannot be
     /// listed.
     fn fill_cache(&self, py: Python<'_>, finder: &Bound<'_, PyAny>, dir: &str) -> PyResult<()> {
+        self.counters().listings_taken += 1;
         let names = PySet::empty(py)?;
         match std::fs::read_dir(dir) {
             Ok(entries) => {

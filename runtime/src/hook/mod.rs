@@ -111,6 +111,10 @@ struct Counters {
     time_ns: [u64; 7],
     /// Time spent deciding which pack serves a directory (opening packs).
     open_ns: u64,
+    /// Directory caches filled from a pack's recorded listing.
+    listings_recorded: u64,
+    /// Directory caches filled by listing the directory.
+    listings_taken: u64,
 }
 
 /// The hook of this process.
@@ -850,6 +854,10 @@ pub(crate) fn stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
         by_mode.set_item("marshal", 0)?;
         d.set_item("served_by_mode", by_mode)?;
         d.set_item("fallbacks", PyDict::new(py))?;
+        let listings = PyDict::new(py);
+        listings.set_item("recorded", 0)?;
+        listings.set_item("listed", 0)?;
+        d.set_item("listings", listings)?;
         let times = PyDict::new(py);
         for p in Phase::ALL {
             times.set_item(p.name(), 0)?;
@@ -882,6 +890,10 @@ pub(crate) fn stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
         d.set_item("served_by_mode", by_mode)?;
         d.set_item("bytes", c.bytes)?;
         d.set_item("fallbacks", c.fallbacks.clone())?;
+        let listings = PyDict::new(py);
+        listings.set_item("recorded", c.listings_recorded)?;
+        listings.set_item("listed", c.listings_taken)?;
+        d.set_item("listings", listings)?;
         let times = PyDict::new(py);
         for p in Phase::ALL {
             times.set_item(p.name(), c.time_ns[p as usize])?;
