@@ -97,3 +97,18 @@ fn every_damaged_byte_is_a_miss_or_a_verify_error_never_a_wrong_listing() {
     }
     assert!(body.len() > 8 + 4 * DIR_ENTRY_SIZE);
 }
+
+#[test]
+fn the_spec_example_is_exact() {
+    let body = build(vec![input("", &["pkg", "a.py"])]).unwrap();
+    let mut expected = vec![1, 0, 0, 0, 0, 0, 0, 0];
+    expected.extend([
+        0x30, 0, 0, 0, 0, 0, 0, 0, 0x30, 0, 0, 0, 9, 0, 0, 0, 2, 0, 0, 0,
+    ]);
+    expected.extend([0x15, 0xcd, 0x5b, 0x07, 0x00, 0xf1, 0x53, 0x65, 0, 0, 0, 0]);
+    assert_eq!(&body[..40], &expected[..]);
+    let sum = xxhash_rust::xxh3::xxh3_64(&[&body[8..40], b"a.py\0pkg\0"].concat());
+    assert_eq!(&body[40..48], &sum.to_le_bytes());
+    assert_eq!(&body[48..], b"a.py\0pkg\0");
+    assert_eq!(body.len(), 57);
+}
