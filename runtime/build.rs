@@ -15,6 +15,7 @@ use std::process::Command;
 
 fn main() {
     pyo3_build_config::use_pyo3_cfgs();
+    probe();
     for v in [
         "PYO3_PYTHON",
         "PYO3_BUILD_EXTENSION_MODULE",
@@ -103,6 +104,33 @@ fn main() {
         &out_dir,
         &format!("_cli{}", suffix.trim()),
     );
+}
+
+/// `src/ffi/layout/probe.py` compiled by the target interpreter: its `MAGIC_NUMBER`, then
+/// `marshal.dumps` of the code, in `OUT_DIR/probe.marshal` (empty when the interpreter
+/// cannot be run: the extension then compiles the probe at run time).
+fn probe() {
+    let source = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"))
+        .join("src/ffi/layout/probe.py");
+    println!("cargo:rerun-if-changed={}", source.display());
+    let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("probe.marshal");
+    let python = pyo3_build_config::get().executable().map(str::to_owned);
+    let script = "import importlib.util, marshal, sys\n\
+                  src = open(sys.argv[1], encoding='utf-8').read()\n\
+                  code = compile(src, '<ppyc layout probe>', 'exec')\n\
+                  sys.stdout.buffer.write(importlib.util.MAGIC_NUMBER + marshal.dumps(code))\n";
+    let bytes = python
+        .and_then(|py| {
+            Command::new(py)
+                .args(["-I", "-S", "-c", script])
+                .arg(&source)
+                .output()
+                .ok()
+        })
+        .filter(|o| o.status.success())
+        .map(|o| o.stdout)
+        .unwrap_or_default();
+    std::fs::write(&out, bytes).expect("OUT_DIR is writable");
 }
 
 /// Copies the built library to `out_dir/name`, removing copies made for other interpreters.

@@ -402,11 +402,19 @@ pub struct Listings {
     pub racy: usize,
 }
 
-fn mtime_of(path: &Path) -> Option<(i64, u32)> {
+/// A directory's `st_mtime` and `st_ctime`: seconds and nanoseconds.
+type Stamp = ((i64, u32), (i64, u32));
+
+fn stamp_of(path: &Path) -> Option<Stamp> {
     use std::os::unix::fs::MetadataExt;
     // `stat` follows symbolic links, as `FileFinder` does (`_path_stat`).
     let m = std::fs::metadata(path).ok()?;
-    m.is_dir().then(|| (m.mtime(), m.mtime_nsec() as u32))
+    m.is_dir().then(|| {
+        (
+            (m.mtime(), m.mtime_nsec() as u32),
+            (m.ctime(), m.ctime_nsec() as u32),
+        )
+    })
 }
 
 fn now_ns() -> i64 {
@@ -418,9 +426,10 @@ fn now_ns() -> i64 {
 /// The listings of `root` and of every directory below it that the stock `FileFinder`
 /// may search through a pack of `root`: those reached through names that are identifiers
 /// (packages and namespace-package portions), not `__pycache__`. Each listing is every name
-/// `os.listdir` gives, with the directory's mtime. Git's racy-clean rule: a listing taken
-/// within the file system's timestamp resolution of the directory's last change is not
-/// trusted, since a change right after it could leave the mtime as it is. On file systems
+/// `os.listdir` gives, with the directory's mtime and ctime. Git's racy-clean rule: a
+/// listing taken within the file system's timestamp resolution of the directory's last
+/// change (its ctime, never older than its mtime) is not trusted, since a change right
+/// after it could leave both as they are. On file systems
 /// with fine timestamps (a margin of 0.1 s) such a directory is listed again once the
 /// margin has passed (the build waits at most that long); elsewhere (2 s) it is left out.
 /// A directory that changed while it was listed is left out too.
@@ -449,7 +458,7 @@ fn take_listings(root: &Path, margin: i64, now_ns: i64) -> Listings {
         if !seen.insert((meta.dev(), meta.ino(), rel.clone())) || seen.len() > 100_000 {
             continue;
         }
-        let Some(before) = mtime_of(&dir) else {
+        let Some(before) = stamp_of(&dir) else {
             continue;
         };
         let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -478,11 +487,12 @@ fn take_listings(root: &Path, margin: i64, now_ns: i64) -> Listings {
             }
             names.push(name.as_bytes().to_vec());
         }
-        let after = mtime_of(&dir);
-        let old_enough = before
+        let after = stamp_of(&dir);
+        let changed = before.1.max(before.0);
+        let old_enough = changed
             .0
             .checked_mul(1_000_000_000)
-            .and_then(|s| s.checked_add(i64::from(before.1)))
+            .and_then(|s| s.checked_add(i64::from(changed.1)))
             .is_some_and(|m| now_ns.saturating_sub(m) > margin);
         if !complete || after != Some(before) || !old_enough {
             out.racy += 1;
@@ -490,7 +500,8 @@ fn take_listings(root: &Path, margin: i64, now_ns: i64) -> Listings {
         }
         out.dirs.push(ppyc_format::dirs::DirInput {
             path: rel,
-            mtime: before,
+            mtime: before.0,
+            ctime: before.1,
             names,
         });
     }

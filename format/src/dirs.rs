@@ -2,19 +2,24 @@
 //!
 //! The import hook finds modules with the stock `FileFinder` rules, which list a directory
 //! (`os.listdir`) whenever its mtime differs from the one the listing was taken at. A pack
-//! records, for every directory it covers, its listing and the mtime it was taken at: a
-//! process whose `stat` of the directory gives that very mtime uses the recorded names
-//! instead of listing the directory again.
+//! records, for every directory it covers, its listing and the mtime and ctime it was taken
+//! at: a process whose `stat` of the directory gives that very mtime and ctime uses the
+//! recorded names instead of listing the directory again. (The mtime alone is not enough
+//! across processes: `tar`, `rsync -a` and `cp -a` give a changed directory its old mtime
+//! back, and a new process of the stock importer lists it whatever its mtime. Any change
+//! to a directory, `utime` included, sets its ctime to the present, and no call sets a
+//! ctime back.)
 //!
 //! ```text
 //! u32 count, u32 reserved (0)
-//! count entries of 40 bytes, sorted by path (bytewise, strictly increasing):
+//! count entries of 56 bytes, sorted by path (bytewise, strictly increasing):
 //!   0  u32 path offset    4  u32 path length     (the directory relative to the pack's
 //!                                                 root, `/`-separated; empty for the root)
 //!   8  u32 names offset  12  u32 names length    (each name followed by one NUL byte)
 //!  16  u32 name count    20  u32 mtime nanoseconds (0..10^9)
 //!  24  i64 mtime seconds
-//!  32  u64 checksum: XXH3-64 of bytes 0..32 of the entry, the path and the names
+//!  32  i64 ctime seconds 40  u32 ctime nanoseconds (0..10^9)   44  u32 reserved (0)
+//!  48  u64 checksum: XXH3-64 of bytes 0..48 of the entry, the path and the names
 //! strings: paths and name lists, each at its offset (from the start of the section)
 //! ```
 //!
@@ -25,7 +30,8 @@ use crate::bytes::{i64_at, u32_at, u64_at};
 use crate::error::FormatError;
 
 /// Size of one entry.
-pub const DIR_ENTRY_SIZE: usize = 40;
+pub const DIR_ENTRY_SIZE: usize = 56;
+const HEAD: usize = 48;
 const HEADER: usize = 8;
 
 /// A listing is recorded only when the directory's mtime is older than the moment it was
@@ -46,6 +52,8 @@ pub struct DirInput {
     pub path: String,
     /// `st_mtime` of the directory when it was listed: seconds and nanoseconds.
     pub mtime: (i64, u32),
+    /// `st_ctime` of the directory when it was listed: seconds and nanoseconds.
+    pub ctime: (i64, u32),
     /// Every name `os.listdir` gives (raw bytes), in any order.
     pub names: Vec<Vec<u8>>,
 }
@@ -75,7 +83,7 @@ pub fn build(mut dirs: Vec<DirInput>) -> Result<Vec<u8>, FormatError> {
     };
     let len32 = |n: usize| u32::try_from(n).map_err(|_| bad("a listing is too large".into()));
     for mut d in dirs {
-        if d.mtime.1 >= 1_000_000_000 {
+        if d.mtime.1 >= 1_000_000_000 || d.ctime.1 >= 1_000_000_000 {
             return Err(bad(format!("`{}`: nanoseconds out of range", d.path)));
         }
         d.names.sort();
@@ -95,7 +103,7 @@ pub fn build(mut dirs: Vec<DirInput>) -> Result<Vec<u8>, FormatError> {
             strings.push(0);
         }
         let names = &strings[names_start..];
-        let mut head = Vec::with_capacity(32);
+        let mut head = Vec::with_capacity(HEAD);
         head.extend_from_slice(&path_off.to_le_bytes());
         head.extend_from_slice(&len32(d.path.len())?.to_le_bytes());
         head.extend_from_slice(&names_off.to_le_bytes());
@@ -103,6 +111,9 @@ pub fn build(mut dirs: Vec<DirInput>) -> Result<Vec<u8>, FormatError> {
         head.extend_from_slice(&len32(d.names.len())?.to_le_bytes());
         head.extend_from_slice(&d.mtime.1.to_le_bytes());
         head.extend_from_slice(&d.mtime.0.to_le_bytes());
+        head.extend_from_slice(&d.ctime.0.to_le_bytes());
+        head.extend_from_slice(&d.ctime.1.to_le_bytes());
+        head.extend_from_slice(&0u32.to_le_bytes());
         let sum = checksum(&head, d.path.as_bytes(), names);
         entries.extend_from_slice(&head);
         entries.extend_from_slice(&sum.to_le_bytes());
@@ -127,6 +138,8 @@ pub struct Dirs<'a> {
 pub struct Listing<'a> {
     /// `st_mtime` the listing was taken at: seconds, nanoseconds.
     pub mtime: (i64, u32),
+    /// `st_ctime` the listing was taken at: seconds, nanoseconds.
+    pub ctime: (i64, u32),
     names: &'a [u8],
     count: usize,
 }
@@ -212,14 +225,18 @@ impl<'a> Dirs<'a> {
         let names = self
             .span(field(2), field(3))
             .ok_or_else(|| bad("its names lie outside the section"))?;
-        let sum = checksum(&self.data[e..e + 32], path, names);
-        if sum != u64_at(self.data, e + 32) {
+        let sum = checksum(&self.data[e..e + HEAD], path, names);
+        if sum != u64_at(self.data, e + HEAD) {
             return Err(bad("checksum mismatch"));
         }
         let count = field(4) as usize;
         let nsec = field(5);
-        if nsec >= 1_000_000_000 {
+        let ctime_nsec = field(10);
+        if nsec >= 1_000_000_000 || ctime_nsec >= 1_000_000_000 {
             return Err(bad("nanoseconds out of range"));
+        }
+        if field(11) != 0 {
+            return Err(bad("its reserved field is not zero"));
         }
         let nuls = names.iter().filter(|&&b| b == 0).count();
         if nuls != count
@@ -234,6 +251,7 @@ impl<'a> Dirs<'a> {
             path,
             Listing {
                 mtime: (i64_at(self.data, e + 24), nsec),
+                ctime: (i64_at(self.data, e + 32), ctime_nsec),
                 names,
                 count,
             },

@@ -6,6 +6,7 @@ fn input(path: &str, names: &[&str]) -> DirInput {
     DirInput {
         path: path.to_owned(),
         mtime: (1_700_000_000, 123_456_789),
+        ctime: (1_700_000_001, 5),
         names: names.iter().map(|n| n.as_bytes().to_vec()).collect(),
     }
 }
@@ -57,6 +58,9 @@ fn names_that_cannot_be_file_names_are_refused() {
     let mut late = input("", &[]);
     late.mtime.1 = 1_000_000_000;
     assert!(build(vec![late]).is_err());
+    let mut late = input("", &[]);
+    late.ctime.1 = 1_000_000_000;
+    assert!(build(vec![late]).is_err());
 }
 
 #[test]
@@ -74,6 +78,7 @@ fn every_damaged_byte_is_a_miss_or_a_verify_error_never_a_wrong_listing() {
             if let Some(listing) = dirs.get(key) {
                 let want = good.get(key).unwrap();
                 assert_eq!(listing.mtime, want.mtime, "byte {i}, {key:?}");
+                assert_eq!(listing.ctime, want.ctime, "byte {i}, {key:?}");
                 assert!(listing.names().eq(want.names()), "byte {i}, {key:?}");
             }
         }
@@ -103,12 +108,13 @@ fn the_spec_example_is_exact() {
     let body = build(vec![input("", &["pkg", "a.py"])]).unwrap();
     let mut expected = vec![1, 0, 0, 0, 0, 0, 0, 0];
     expected.extend([
-        0x30, 0, 0, 0, 0, 0, 0, 0, 0x30, 0, 0, 0, 9, 0, 0, 0, 2, 0, 0, 0,
+        0x40, 0, 0, 0, 0, 0, 0, 0, 0x40, 0, 0, 0, 9, 0, 0, 0, 2, 0, 0, 0,
     ]);
     expected.extend([0x15, 0xcd, 0x5b, 0x07, 0x00, 0xf1, 0x53, 0x65, 0, 0, 0, 0]);
-    assert_eq!(&body[..40], &expected[..]);
-    let sum = xxhash_rust::xxh3::xxh3_64(&[&body[8..40], b"a.py\0pkg\0"].concat());
-    assert_eq!(&body[40..48], &sum.to_le_bytes());
-    assert_eq!(&body[48..], b"a.py\0pkg\0");
-    assert_eq!(body.len(), 57);
+    expected.extend([0x01, 0xf1, 0x53, 0x65, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(&body[..56], &expected[..]);
+    let sum = xxhash_rust::xxh3::xxh3_64(&[&body[8..56], b"a.py\0pkg\0"].concat());
+    assert_eq!(&body[56..64], &sum.to_le_bytes());
+    assert_eq!(&body[64..], b"a.py\0pkg\0");
+    assert_eq!(body.len(), 73);
 }

@@ -11,12 +11,12 @@
 //! tried) — and every miss or namespace portion is left to `PathFinder`, which runs next in
 //! `sys.meta_path` and searches from the first entry again, as without ppyc.
 
-use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use std::time::Instant;
 
 use pyo3::exceptions::PyFileNotFoundError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PySet, PyString};
 
@@ -25,8 +25,6 @@ use super::{Hook, Served};
 
 /// A stock `FileFinder` seen before: its directory and loaders.
 pub(crate) struct Directory {
-    /// Holds the finder, so that its address is not reused while cached here.
-    _finder: Py<PyAny>,
     path: String,
     loaders: Vec<(String, Py<PyAny>, bool)>,
 }
@@ -64,13 +62,19 @@ fn is_dir(path: &str) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.file_type().is_dir())
 }
 
+/// A directory's `st_mtime` and `st_ctime`, as seconds and nanoseconds.
+type Stamp = ((i64, u32), (i64, u32));
+
 /// A directory's `st_mtime` as Python computes it (`sec + nsec * 1e-9`,
-/// `Modules/posixmodule.c`), and as seconds and nanoseconds.
-fn mtime(path: &str) -> Option<(f64, (i64, u32))> {
+/// `Modules/posixmodule.c`), and its mtime and ctime as seconds and nanoseconds.
+fn mtime(path: &str) -> Option<(f64, Stamp)> {
     std::fs::metadata(path).ok().map(|m| {
         (
             m.mtime() as f64 + m.mtime_nsec() as f64 * 1e-9,
-            (m.mtime(), m.mtime_nsec() as u32),
+            (
+                (m.mtime(), m.mtime_nsec() as u32),
+                (m.ctime(), m.ctime_nsec() as u32),
+            ),
         )
     })
 }
@@ -83,7 +87,7 @@ impl Hook {
         finder: &Bound<'_, PyAny>,
     ) -> PyResult<Option<Arc<Directory>>> {
         let key = finder.as_ptr() as usize;
-        if let Some(d) = self.lock_dirs().get(&key) {
+        if let Some((_, d)) = self.lock_dirs().get(&key) {
             return Ok(d.clone());
         }
         let o = &self.objects;
@@ -101,23 +105,26 @@ impl Hook {
                         let source = loader.is(o.source_loader.bind(py));
                         loaders.push((suffix, loader.unbind(), source));
                     }
-                    Some(Arc::new(Directory {
-                        _finder: finder.clone().unbind(),
-                        path,
-                        loaders,
-                    }))
+                    Some(Arc::new(Directory { path, loaders }))
                 }
             }
         } else {
             None
         };
-        self.lock_dirs().insert(key, found.clone());
+        // The entry holds the finder, whatever its kind, so that its address is not reused
+        // while the entry is here: `sys.path_importer_cache` is a plain dict, and a finder
+        // taken out of it (replaced, or the dict cleared) may be freed and its memory given
+        // to a new stock `FileFinder`, which `PathFinder._path_importer_cache` then returns
+        // for the entry (3.10-3.13). Held by address only, a finder of another kind left
+        // `None` here for the new `FileFinder` until `invalidate_caches()`. (A replaced
+        // value is dropped after the lock is released: dropping a finder may run Python.)
+        let _replaced = self
+            .lock_dirs()
+            .insert(key, (finder.clone().unbind(), found.clone()));
         Ok(found)
     }
 
-    pub(super) fn lock_dirs(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<usize, Option<Arc<Directory>>>> {
+    pub(super) fn lock_dirs(&self) -> std::sync::MutexGuard<'_, super::Directories> {
         self.directories
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -140,8 +147,8 @@ impl Hook {
         let now = mtime(&here);
         let cached: f64 = finder.getattr("_path_mtime")?.extract()?;
         if now.map_or(-1.0, |m| m.0) != cached {
-            // The pack's listing of this directory when it was taken at this very mtime,
-            // else a listing now, as `FileFinder._fill_cache` takes it.
+            // The pack's listing of this directory when it was taken at this very mtime
+            // and ctime, else a listing now, as `FileFinder._fill_cache` takes it.
             let recorded = match now {
                 Some((_, exact)) if !path.is_empty() => self.recorded_listing(py, path, exact),
                 _ => None,
@@ -198,13 +205,14 @@ impl Hook {
     }
 
     /// The names of directory `path` as its pack recorded them, when they were recorded at
-    /// mtime `exact` (`spec/FORMAT.md` §12: the listing is trusted only for the very mtime
-    /// it was taken at, and the compiler records none within 2 s of a change).
+    /// the mtime and ctime `exact` (`spec/FORMAT.md` §12: the listing is trusted only for
+    /// the very stamp it was taken at, and the compiler records none within the file
+    /// system's timestamp resolution of a change).
     fn recorded_listing<'py>(
         &self,
         py: Python<'py>,
         path: &str,
-        exact: (i64, u32),
+        exact: Stamp,
     ) -> Option<Bound<'py, PySet>> {
         let entry = self.pack_for(py, path)?;
         let rel = if path == entry.root {
@@ -214,7 +222,7 @@ impl Hook {
         };
         let pack = entry.pack.bind(py).get();
         let listing = pack.inner().dirs().ok()??.get(rel)?;
-        if listing.mtime != exact {
+        if (listing.mtime, listing.ctime) != exact {
             return None;
         }
         let names = PySet::empty(py).ok()?;
@@ -318,8 +326,17 @@ impl Hook {
         if !path.ends_with(".py") {
             return Ok(None);
         }
-        if self.config.pycache_prefix {
-            // `cache_from_source` with sys.pycache_prefix: let it compute.
+        // `cache_from_source` reads `sys.pycache_prefix` at each call (3.10-3.13: `if
+        // sys.pycache_prefix is not None:`), and `ModuleSpec.cached` calls it when first
+        // read, so a prefix a program sets after start-up counts: read it now, not once at
+        // install.
+        if !self
+            .objects
+            .sys
+            .bind(py)
+            .getattr(intern!(py, "pycache_prefix"))?
+            .is_none()
+        {
             return Ok(Some(
                 self.objects.cache_from_source.bind(py).call1((path,))?,
             ));

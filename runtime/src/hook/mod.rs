@@ -73,7 +73,6 @@ pub(crate) struct Config {
     /// `sys.flags.verbose`.
     pub(crate) verbosity: i64,
     pub(crate) target: Target,
-    pub(crate) pycache_prefix: bool,
     pub(crate) profile: bool,
 }
 
@@ -90,6 +89,7 @@ pub(crate) struct Objects {
     pack_loader: Py<PyAny>,
     getcwd: Py<PyAny>,
     cache_from_source: Py<PyAny>,
+    sys: Py<PyAny>,
 }
 
 /// One module's record under `PPYC_PROFILE`.
@@ -117,12 +117,16 @@ struct Counters {
     listings_taken: u64,
 }
 
+/// The finders the finder has seen, by address, each held (so that its address is not
+/// reused while here) with its directory when it is a stock `FileFinder`.
+pub(crate) type Directories = HashMap<usize, (Py<PyAny>, Option<Arc<Directory>>)>;
+
 /// The hook of this process.
 pub(crate) struct Hook {
     config: Config,
     objects: Objects,
     registry: Mutex<Registry>,
-    directories: Mutex<HashMap<usize, Option<Arc<Directory>>>>,
+    directories: Mutex<Directories>,
     counters: Mutex<Counters>,
     profile: Option<Mutex<BTreeMap<String, Record>>>,
     active: AtomicBool,
@@ -262,7 +266,8 @@ impl Finder {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .forget_directories();
-        self.hook.lock_dirs().clear();
+        // Dropped after the lock is released: dropping a finder may run Python.
+        let _forgotten = std::mem::take(&mut *self.hook.lock_dirs());
     }
 
     fn __repr__(&self) -> &'static str {
@@ -513,7 +518,6 @@ fn config(py: Python<'_>) -> PyResult<(Config, Option<String>)> {
         verbose,
         verbosity: flags.getattr("verbose")?.extract()?,
         target: target(py)?,
-        pycache_prefix: !sys.getattr("pycache_prefix")?.is_none(),
         profile: env_var(py, "PPYC_PROFILE").is_some_and(|p| !p.is_empty()),
     };
     Ok((config, warning))
@@ -576,6 +580,7 @@ pub(crate) fn install(py: Python<'_>) -> PyResult<bool> {
         },
         getcwd: py.import("posix")?.getattr("getcwd")?.unbind(),
         cache_from_source: external.getattr("cache_from_source")?.unbind(),
+        sys: sys.clone().into_any().unbind(),
     };
     let profile = config.profile.then(|| {
         // Modules imported before the hook was installed are on record too, with why.

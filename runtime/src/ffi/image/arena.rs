@@ -6,7 +6,8 @@
 //! chunks are 2 MiB aligned and marked `MADV_HUGEPAGE`, so that one fault maps a whole
 //! chunk where transparent huge pages are enabled (`madvise` mode or `always`). A process
 //! that loads little keeps its small first chunk. The memory is private and anonymous: no
-//! file page is copied and nothing is pre-faulted.
+//! file page is copied; each piece's pages are faulted in with one call when it is handed
+//! out ([`populate`]).
 
 use std::ptr::NonNull;
 use std::sync::Mutex;
@@ -88,7 +89,28 @@ pub(crate) fn alloc(len: usize) -> Option<NonNull<u8>> {
     }
     let piece = arena.next;
     arena.next += len;
+    drop(arena);
+    populate(piece, len);
     NonNull::new(piece as *mut u8)
+}
+
+/// Faults in the pages of `start .. start + len` with one call (`MADV_POPULATE_WRITE`,
+/// Linux 5.14+) instead of one page fault per page as the image is read into them: page
+/// faults are the dearest part of reading an image, above all in virtual machines. Advice
+/// only: on older kernels, or when memory is short, the pages fault in as they are touched.
+fn populate(start: usize, len: usize) {
+    let first = start & !4095;
+    let end = (start + len).next_multiple_of(4096);
+    // SAFETY: `first .. end` lies inside one chunk mapped by `map` (pieces never cross
+    // chunks, and chunks are page-aligned with a page-multiple size); populating writable
+    // private anonymous pages changes no byte (they stay zero).
+    unsafe {
+        libc::madvise(
+            first as *mut libc::c_void,
+            end - first,
+            libc::MADV_POPULATE_WRITE,
+        );
+    }
 }
 
 /// Gives back the piece `ptr .. ptr + len` from [`alloc`] that turned out unused (an

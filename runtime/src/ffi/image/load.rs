@@ -76,14 +76,53 @@ impl Drop for ImageMemory {
 /// The identifiers of one pack, bound to this process's interned strings: each at most
 /// once per process, shared by every image of the pack, and kept alive forever (the
 /// table holds one reference to each).
+///
+/// A map, not a table of the pack's size: a process uses a few thousand of a pack's tens of
+/// thousands of identifiers, and a table would touch a fresh page of memory for almost
+/// every one of them (a page fault each, costly in virtual machines).
 pub(crate) struct NameCache {
-    slots: Mutex<Vec<usize>>,
+    slots: Mutex<std::collections::HashMap<u32, usize, BuildIdentity>>,
+    count: usize,
+}
+
+/// Hashing for the name cache's keys, which are indices already spread over the table:
+/// one multiplication (Fibonacci hashing).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct BuildIdentity;
+
+/// The hasher of [`BuildIdentity`].
+#[derive(Default)]
+pub(crate) struct IndexHasher(u64);
+
+impl std::hash::Hasher for IndexHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.0 = u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+impl std::hash::BuildHasher for BuildIdentity {
+    type Hasher = IndexHasher;
+    fn build_hasher(&self) -> IndexHasher {
+        IndexHasher(0)
+    }
 }
 
 impl NameCache {
     pub(crate) fn new(count: usize) -> Self {
         Self {
-            slots: Mutex::new(vec![0; count]),
+            slots: Mutex::new(std::collections::HashMap::with_capacity_and_hasher(
+                1024,
+                BuildIdentity,
+            )),
+            count,
         }
     }
 }
@@ -636,11 +675,13 @@ pub(crate) fn load<'py>(
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     for (slot, out) in bound.iter_mut().enumerate() {
-        let global = aux.name_slot(slot).unwrap_or(u32::MAX) as usize;
-        let cached = *slots
-            .get(global)
-            .ok_or_else(|| bad("a name index out of range"))?;
-        *out = if cached != 0 {
+        let key = aux.name_slot(slot).unwrap_or(u32::MAX);
+        let global = key as usize;
+        if global >= cache.count {
+            return Err(bad("a name index out of range"));
+        }
+        let cached = slots.get(&key).copied();
+        *out = if let Some(cached) = cached {
             cached
         } else {
             // Interning runs without the lock held (it allocates, which may run a
@@ -651,10 +692,7 @@ pub(crate) fn load<'py>(
                 .slots
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if slots[global] == 0 {
-                slots[global] = s;
-            }
-            slots[global]
+            *slots.entry(key).or_insert(s)
         };
     }
     drop(slots);

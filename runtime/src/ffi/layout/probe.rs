@@ -5,7 +5,7 @@
 //! and the addresses of the well-known objects ([`ppyc_format::image::symbol`]). The
 //! checks read fields of real objects whose values are known (built from Python source
 //! below) at the table's offsets, and compare the types' sizes with the table. The answer
-//! is computed once and cached; it costs a `compile()` of a few lines.
+//! is computed once and cached; it costs a `marshal.loads` of a few lines compiled at build time.
 
 use std::ffi::c_int;
 use std::sync::OnceLock;
@@ -121,27 +121,32 @@ fn build(py: Python<'_>) -> Result<Build, String> {
 }
 
 /// Objects with known contents, made by the interpreter itself.
-const PROBE_SOURCE: &str = r#"
-def plain(a, b, /, c, *, d, e=1):
-    x = a
-    return (x, "probe", 1.5)
-def outer():
-    y = 1
-    def inner():
-        return y
-    return inner
-code = plain.__code__
-outer_code = outer.__code__
-inner_code = [c for c in outer_code.co_consts if type(c) is type(code)][0]
-strings = ("probe_ascii", "\xe9t\xe9", "\u20ac\u20ac", "\U0001f600x")
-chars = [[ord(c) for c in s] for s in strings]
-data = b"probe\x00bytes"
-big = 2 ** 70 + 5
-negative = -(2 ** 40)
-number = 1.25
-cplx = 1.5 + 2.5j
-pair = (strings, data)
-"#;
+const PROBE_SOURCE: &str = include_str!("probe.py");
+
+/// `probe.py` compiled by the interpreter this extension is built for, at build time
+/// (`build.rs`): its `MAGIC_NUMBER`, then `marshal.dumps` of the code; empty when the build
+/// could not run it. Loading it costs some 20 µs, against a millisecond and more for
+/// `compile()` of the source at the first image load of every process.
+const PROBE_MARSHAL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe.marshal"));
+
+/// Runs the probe in `ns`: the build-time code when it was made for this interpreter's
+/// magic number, else the source compiled now.
+fn run_probe(py: Python<'_>, ns: &Bound<'_, PyDict>) -> PyResult<()> {
+    let magic: Vec<u8> = py
+        .import("_frozen_importlib_external")?
+        .getattr("MAGIC_NUMBER")?
+        .extract()?;
+    if PROBE_MARSHAL.len() > 4 && PROBE_MARSHAL[..4] == magic[..] {
+        let code = py.import("marshal")?.call_method1(
+            "loads",
+            (pyo3::types::PyBytes::new(py, &PROBE_MARSHAL[4..]),),
+        )?;
+        py.import("builtins")?.call_method1("exec", (code, ns))?;
+        return Ok(());
+    }
+    let source = std::ffi::CString::new(PROBE_SOURCE)?;
+    py.run(&source, Some(ns), None)
+}
 
 fn get<'py>(ns: &Bound<'py, PyDict>, key: &str) -> Result<Bound<'py, PyAny>, String> {
     ns.get_item(key)
@@ -162,9 +167,7 @@ fn check(py: Python<'_>) -> Result<Runtime, String> {
         .table();
     check_types(table)?;
     let ns = PyDict::new(py);
-    let source = std::ffi::CString::new(PROBE_SOURCE).map_err(|e| e.to_string())?;
-    py.run(&source, Some(&ns), None)
-        .map_err(|e| format!("the layout probe failed: {e}"))?;
+    run_probe(py, &ns).map_err(|e| format!("the layout probe failed: {e}"))?;
     check_code(table, &get(&ns, "code")?, 6, 0, 0)?;
     check_code(table, &get(&ns, "outer_code")?, 1, 1, 0)?;
     check_code(table, &get(&ns, "inner_code")?, 0, 0, 1)?;
