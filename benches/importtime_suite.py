@@ -43,14 +43,26 @@ CORPUS = (
     "six",
     "urllib3",
 )
-# (slug, label, python -c code); `import pandas` only where it is installed.
+# The large stack (benches/requirements-stack.txt): pandas, sympy and the parts of Django a
+# project's modules import before its settings are read.
+STACK = (
+    "pandas",
+    "sympy",
+    "django.db.models",
+    "django.forms",
+    "django.template",
+    "django.urls",
+    "django.views.generic",
+    "django.test",
+)
+# (slug, label, python -c code); the large stack only where it is installed.
 WORKLOADS = (
     ("pass", "python -c pass", "pass"),
     ("rich", "import rich.console", "import rich.console"),
     ("requests", "import requests", "import requests"),
     ("networkx", "import networkx", "import networkx"),
     ("corpus", "whole corpus", "import " + ", ".join(CORPUS)),
-    ("pandas", "import pandas (scientific stack)", "import pandas"),
+    ("stack", "large stack (pandas, sympy, django)", "import " + ", ".join(STACK)),
 )
 BEGIN = "<!-- importtime-suite:begin -->"
 END = "<!-- importtime-suite:end -->"
@@ -80,8 +92,8 @@ def measure(python: str, out: Path, runs: int, peers: Path | None) -> None:
     v = version_of(python)
     out.mkdir(parents=True, exist_ok=True)
     for slug, label, code in WORKLOADS:
-        if slug == "pandas" and not importable(python, "pandas"):
-            print(f"=== {v} {label}: pandas is not installed, left out", flush=True)
+        if slug == "stack" and not importable(python, ", ".join(STACK)):
+            print(f"=== {v} {label}: the large stack is not installed, left out", flush=True)
             continue
         print(f"=== {v} {label}", flush=True)
         args = [python, "-m", "ppyc", "importtime", "-c", code, "--runs", str(runs), "--json"]
@@ -131,7 +143,9 @@ def side_by_side(python: str, peer: dict[str, Any], runs: int) -> dict[str, Any]
     result: dict[str, Any] = {"peer": peer["peer"], "python": peer["python"], "runs": runs}
     workloads: dict[str, Any] = {}
     for slug, label, code in WORKLOADS:
-        if slug not in ("pass", "rich", "requests", "corpus"):
+        if slug not in ("pass", "rich", "requests", "corpus", "stack"):
+            continue
+        if slug == "stack" and not importable(python, ", ".join(STACK)):
             continue
         print(f"=== {peer['python']} {label}: stock, ppyc, {peer['peer']}", flush=True)
         # A peer whose data is traced per program (code-data-share's archive) gets the one

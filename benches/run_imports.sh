@@ -2,7 +2,7 @@
 # The import-time suite of BENCHMARKS.md, measured with `ppyc importtime`
 # (benches/importtime_suite.py), for each interpreter given (default: every pyenv CPython
 # 3.10-3.13). Per interpreter: a venv with ppyc (`pip install .`), the test corpus and the
-# scientific stack (benches/requirements-scientific.txt), its site-packages and stdlib
+# large stack (benches/requirements-stack.txt: pandas, sympy, Django), its site-packages and stdlib
 # packed, ppyc enabled; the peers that install for that version are added to the same venv
 # (benches/peers/setup_peers.sh) and measured side by side with stock and ppyc.
 # SETUP=0 measures again with the venvs as they are; RUNS=N (default 20) runs per side.
@@ -27,8 +27,8 @@ for py in "${pythons[@]}"; do
     export PPYC_DISABLE=1
     pip=("$venv/bin/pip" install --disable-pip-version-check --quiet)
     "${pip[@]}" -r "$root/tests/requirements-dev.txt" -r "$root/tests/requirements-corpus.txt"
-    "${pip[@]}" -r "$root/benches/requirements-scientific.txt" \
-      || echo "warning: the scientific stack does not install for $v; left out"
+    "${pip[@]}" -r "$root/benches/requirements-stack.txt" \
+      || echo "warning: the large stack does not install for $v; left out"
     PATH="$venv/bin:$PATH" "${pip[@]}" --no-build-isolation --force-reinstall --no-deps "$root"
     "$venv/bin/python" -m ppyc compile --quiet
     "$venv/bin/python" -m ppyc compile --quiet --stdlib

@@ -36,6 +36,8 @@ peers=(${PEERS:-code-data-share oxidized-importer})
 # others; the list is CORPUS of benches/importtime_suite.py).
 corpus_mods="attrs, certifi, charset_normalizer, click, idna, jinja2, markdown_it, markupsafe, mdurl, networkx, packaging.version, pygments.lexers, requests, rich.console, six, urllib3"
 workloads=("import rich.console" "import requests" "import $corpus_mods")
+# The large stack (STACK of benches/importtime_suite.py), where the reference venv has it.
+stack_mods="pandas, sympy, django.db.models, django.forms, django.template, django.urls, django.views.generic, django.test"
 
 if [ $# -ge 2 ]; then
   ref_venv=$(cd "$1" && pwd)
@@ -50,6 +52,9 @@ print(os.path.join(sys.base_prefix, "bin", "python%d.%d" % sys.version_info[:2])
   "$ref_venv/bin/python" -m pip freeze --disable-pip-version-check --exclude-editable \
     | grep -v -i -E '^(ppyc|code[-_.]data[-_.]share|oxidized[-_.]importer)( |=|@|$)' \
     | grep -v ' @ file:' >"$reqs" || true
+  if PPYC_DISABLE=1 "$ref_venv/bin/python" -c "import $stack_mods" 2>/dev/null; then
+    workloads+=("import $stack_mods")
+  fi
 else
   outdir=${1:-$root/build/bench/peers}
   mkdir -p "$outdir"

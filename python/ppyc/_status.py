@@ -23,11 +23,14 @@ def pth_line() -> str:
     PPYC_DISABLE is set (ignored under -E/-I, as Python ignores its own variables), it
     loads ppyc's small runtime extension by its path, without importing the `ppyc`
     package, and installs the hook. Silent if ppyc was uninstalled without `ppyc
-    disable` (the extension is gone)."""
+    disable` (the extension is gone). It does nothing once the extension is loaded: in a
+    venv, site processes the site-packages directory twice (3.10-3.13: `venv()` and then
+    `main()` both call `addsitepackages`), and so every `.pth` line in it."""
     path = os.path.abspath(_native.__file__)
     p = repr(path)
     return (
         "import _imp, os, sys; "
+        '"ppyc._native" not in sys.modules and '
         '(sys.flags.ignore_environment or os.environ.get("PPYC_DISABLE", "") in ("", "0")) '
         f"and os.path.isfile({p}) "
         # Under -X importtime the clock starts here, so that the line activate() writes in

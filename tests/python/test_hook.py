@@ -264,6 +264,16 @@ def test_python_dash_m_and_pth_activation(lib: Path) -> None:
         )
         assert proc.stdout == "main of hpkg\n"
         assert "hpkg.__main__: served from" in proc.stderr
+        # site runs a venv's .pth lines twice (`venv()`, then `main()`): the start-up is
+        # done once, and -X importtime shows it once.
+        timed = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", "import ppyc; print(ppyc.installed())"],
+            capture_output=True,
+            text=True,
+        )
+        assert timed.stdout.strip() == "True", timed
+        rows = [line for line in timed.stderr.splitlines() if line.endswith(" ppyc._native")]
+        assert len(rows) == 1, timed.stderr
         off = subprocess.run(
             [sys.executable, "-c", "import ppyc, sys; print(ppyc.installed())"],
             capture_output=True,
