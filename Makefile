@@ -70,11 +70,12 @@ python-test:
 	  (cd tests && $$venv/bin/python -m pytest -q -p no:cacheprovider python)
 	done
 
-## bench: regenerate the numbers of BENCHMARKS.md (build times and criterion with $(PYTHON),
-## import times and peers with every pyenv CPython 3.10-3.13); results land in build/bench/.
+## bench: regenerate the numbers of BENCHMARKS.md (import times and peers with every pyenv
+## CPython 3.10-3.13, then build times and criterion with $(PYTHON), and image mode side by
+## side in the import venvs of 3.11-3.13); results land in build/bench/.
 bench:
-	bash benches/run.sh "$(PYTHON)"
 	bash benches/run_imports.sh
+	bash benches/run.sh "$(PYTHON)"
 
 clean:
 	rm -rf $(BUILD) target
