@@ -9,6 +9,14 @@ PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $$HOME/.pyenv)
 # Every CPython 3.10-3.14 this machine has (as CI has the same image).
 TEST_PYTHONS ?= $(sort $(wildcard $(PYENV_ROOT)/versions/3.1[0-4].*/bin/python))
 PIP_FLAGS := --disable-pip-version-check --quiet
+# The tests of every interpreter: none found is a failure, not a run that tests nothing.
+define need_pythons
+if [ -z "$(strip $(TEST_PYTHONS))" ]; then
+  echo "error: no CPython 3.10-3.14 found under $(PYENV_ROOT)/versions (expected" \
+    "$(PYENV_ROOT)/versions/3.1[0-4].*/bin/python; or set TEST_PYTHONS)" >&2
+  exit 1
+fi
+endef
 export CARGO_TERM_COLOR ?= never
 export PPYC_NO_PROGRESS := 1
 
@@ -33,6 +41,7 @@ lint:
 	$(BUILD)/lint-venv/bin/ruff format --check python tests compiler/src compiler/tests importtime/tests benches scripts
 
 rust-test:
+	$(need_pythons)
 	PPYC_TEST_PYTHONS="$(subst $(eval) ,:,$(TEST_PYTHONS))" \
 	  cargo test --workspace --exclude ppyc-runtime --exclude ppyc-cli --locked --release
 
@@ -60,6 +69,7 @@ browser:
 
 # One venv per interpreter, with ppyc installed by `pip install .` (the user's way).
 python-test:
+	$(need_pythons)
 	for py in $(TEST_PYTHONS); do
 	  v=$$($$py -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 	  venv=$(BUILD)/venv-$$v

@@ -698,7 +698,20 @@ pub fn build_pack(
                         .into(),
                 });
             };
-            if let Err(e) = ppyc_format::write_atomic(&cache, &bytes) {
+            // The runtime trusts a user-cache pack only in a directory nobody else can
+            // write (spec/SECURITY.md): created private, as XDG asks, whatever the umask.
+            let created = cache.parent().map_or(Ok(()), |c| {
+                use std::os::unix::fs::DirBuilderExt;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(c)
+                    .map_err(|e| ppyc_format::FormatError::Io {
+                        path: c.to_path_buf(),
+                        source: e,
+                    })
+            });
+            if let Err(e) = created.and_then(|()| ppyc_format::write_atomic(&cache, &bytes)) {
                 return Err(BuildError::NoWritableLocation {
                     dir: dir.to_path_buf(),
                     in_tree,

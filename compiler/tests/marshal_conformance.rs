@@ -164,6 +164,28 @@ fn python_json(v: &Value) -> String {
     }
 }
 
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+/// A canonical form (as `canon` makes it) without the code objects' `filename`, which
+/// `same_code` ignores.
+fn without_filenames(v: &Value) -> Value {
+    match v {
+        Value::Array(items) => Value::Array(items.iter().map(without_filenames).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(k, _)| k.as_str() != "filename")
+                .map(|(k, v)| (k.clone(), without_filenames(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 #[test]
 fn every_stdlib_pyc_of_every_interpreter() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/marshal_dump.py");
@@ -180,6 +202,8 @@ fn every_stdlib_pyc_of_every_interpreter() {
         let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
         let mut checked = 0;
         let mut version = None;
+        let mut previous: Option<(String, Vec<u8>, Value)> = None;
+        let (mut redumps_differing, mut different_pairs) = (0, 0);
         for line in stdout.lines() {
             let line = line.unwrap();
             let expected: Value = serde_json::from_str(&line).unwrap();
@@ -199,7 +223,24 @@ fn every_stdlib_pyc_of_every_interpreter() {
                 "{}: {pyc} differs from marshal.loads",
                 python.display()
             );
-            assert!(marshal::same_code(payload, payload, v));
+            // `same_code` against independent bytes: the interpreter's own `marshal.dumps`
+            // of the loaded code (the same code, often other bytes), and the previous file
+            // (the same code exactly when the canonical forms agree but for filenames).
+            let redump = unhex(expected["redump"].as_str().unwrap());
+            assert!(
+                marshal::same_code(payload, &redump, v),
+                "{pyc}: marshal.dumps of its own code is other code"
+            );
+            redumps_differing += usize::from(redump != payload);
+            if let Some((prev_pyc, prev_payload, prev_canon)) = &previous {
+                let same = without_filenames(&got) == without_filenames(prev_canon);
+                assert_eq!(
+                    marshal::same_code(payload, prev_payload, v),
+                    same,
+                    "{pyc} against {prev_pyc}"
+                );
+                different_pairs += usize::from(!same);
+            }
             // Every truncation of a small payload is refused.
             if payload.len() < 600 {
                 for len in 0..payload.len() {
@@ -210,6 +251,7 @@ fn every_stdlib_pyc_of_every_interpreter() {
                 }
             }
             checked += 1;
+            previous = Some((pyc.to_owned(), payload.to_vec(), got));
         }
         assert!(
             child.wait().unwrap().success(),
@@ -217,12 +259,19 @@ fn every_stdlib_pyc_of_every_interpreter() {
             python.display()
         );
         eprintln!(
-            "{}: {checked} stdlib .pyc files match marshal.loads",
+            "{}: {checked} stdlib .pyc files match marshal.loads; {redumps_differing} re-marshalled differently, {different_pairs} neighbours differ",
             python.display()
         );
         assert!(
             checked > 500,
             "{}: only {checked} files compared",
+            python.display()
+        );
+        // Neither comparison was trivial: bytes that differ, modules that differ.
+        assert!(
+            redumps_differing > 100 && different_pairs > 500,
+            "{}: {redumps_differing} re-marshalled payloads differed, {different_pairs} \
+             neighbours were other code",
             python.display()
         );
     }

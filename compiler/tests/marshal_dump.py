@@ -1,7 +1,8 @@
 """Dumps the code objects of an interpreter's own stdlib .pyc files as canonical JSON.
 
-Used by marshal_conformance.rs: one JSON object per line, {"pyc": path, "code": canon},
-for every stdlib `.py` that has a `__pycache__/<stem>.<cache_tag>.pyc`. The Rust side
+Used by marshal_conformance.rs: one JSON object per line, {"pyc": path, "code": canon,
+"redump": hex of marshal.dumps of the loaded code}, for every stdlib `.py` that has a
+`__pycache__/<stem>.<cache_tag>.pyc`. The Rust side
 parses the same files with ppyc's marshal reader and must produce the same canonical form.
 """
 
@@ -83,7 +84,10 @@ def main() -> None:
             with open(pyc, "rb") as f:
                 data = f.read()
             code = marshal.loads(data[16:])
-            line = json.dumps({"pyc": pyc, "code": canon(code)}, sort_keys=True)
+            # The same code marshalled again by this process: other bytes (reference flags
+            # follow this process's reference counts, interning differs) for the same code.
+            redump = marshal.dumps(code).hex()
+            line = json.dumps({"pyc": pyc, "code": canon(code), "redump": redump}, sort_keys=True)
             out.write(line + "\n")
 
 

@@ -74,16 +74,6 @@ fn mode_name(mode: InvalidationMode) -> &'static str {
     }
 }
 
-/// Whether permission bits keep this process out: not for root (`CAP_DAC_OVERRIDE`), in
-/// which case the tests use failures that work for root too.
-fn permissions_enforced() -> bool {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let probe = dir.path().join("probe");
-    std::fs::write(&probe, b"").expect("write");
-    std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0o000)).expect("chmod");
-    std::fs::File::open(&probe).is_err()
-}
-
 fn expect_ok<'a>(job: &CompileJob, result: &'a CompileResult) -> &'a CompiledPyc {
     match result {
         Ok(compiled) => compiled,
@@ -282,11 +272,13 @@ fn coding_cookie_and_warnings() {
 /// Each failure kind, checked against the exception `py_compile` reports for the same file.
 #[test]
 fn failures_are_per_file_and_match_py_compile() {
-    let enforced = permissions_enforced();
     for python in common::pythons() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Permission bits must keep the workers (and py_compile) out, even in CI as root.
+        let bin = tempfile::tempdir().expect("tempdir");
+        let python = common::unprivileged(&python, bin.path());
         let pool = start(&python, 2);
         let tag = pool.interpreter().cache_tag.clone();
-        let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         let write = |name: &str, content: &[u8]| {
             let p = d.join(name);
@@ -303,13 +295,10 @@ fn failures_are_per_file_and_match_py_compile() {
         std::fs::create_dir(&directory).expect("mkdir");
         let missing = d.join("missing.py");
         let mut unreadable = vec![directory.clone(), missing.clone()];
-        // chmod 000 keeps out everyone but root.
-        if enforced {
-            let denied = write("denied.py", b"x = 1\n");
-            std::fs::set_permissions(&denied, std::fs::Permissions::from_mode(0o000))
-                .expect("chmod");
-            unreadable.push(denied);
-        }
+        // chmod 000 keeps out everyone but root with its capabilities.
+        let denied = write("denied.py", b"x = 1\n");
+        std::fs::set_permissions(&denied, std::fs::Permissions::from_mode(0o000)).expect("chmod");
+        unreadable.push(denied.clone());
         let compile_errors = [syntax.clone(), indent, not_utf8, bad_cookie, nul];
         let mut sources: Vec<PathBuf> = compile_errors.to_vec();
         sources.extend(unreadable.iter().cloned());
@@ -402,17 +391,26 @@ fn failures_are_per_file_and_match_py_compile() {
                 job.source.display()
             );
         }
+        // The file of mode 000 was refused for its permissions, as py_compile refuses it.
+        let (job, result) = &results[compile_errors.len() + 2];
+        assert_eq!(job.source, denied);
+        assert!(
+            matches!(result, Err(CompileFailure::Unreadable { exception, .. }) if exception == "PermissionError"),
+            "{}: {result:?}",
+            python.display()
+        );
         assert!(results.last().is_some_and(|(_, r)| r.is_ok()));
     }
 }
 
 #[test]
 fn unwritable_cfile_is_not_an_error() {
-    let enforced = permissions_enforced();
     for python in common::pythons() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bin = tempfile::tempdir().expect("tempdir");
+        let python = common::unprivileged(&python, bin.path());
         let pool = start(&python, 1);
         let tag = pool.interpreter().cache_tag.clone();
-        let dir = tempfile::tempdir().expect("tempdir");
         let mut jobs = Vec::new();
         // `__pycache__` is a regular file: the directory cannot be created, even by root.
         let blocked = dir.path().join("blocked");
@@ -433,20 +431,17 @@ fn unwritable_cfile_is_not_an_error() {
         let cfile = cache_path(&source, &tag, OptLevel::Zero);
         symlink(dir.path().join("elsewhere.pyc"), &cfile).expect("symlink");
         jobs.push(CompileJob::new(source, Some(cfile), OptLevel::Zero));
-        // A read-only directory keeps out everyone but root.
-        if enforced {
-            let readonly = dir.path().join("readonly");
-            std::fs::create_dir(&readonly).expect("mkdir");
-            let source = readonly.join("m.py");
-            std::fs::write(&source, "x = 1\n").expect("write");
-            std::fs::set_permissions(&readonly, std::fs::Permissions::from_mode(0o555))
-                .expect("chmod");
-            jobs.push(CompileJob::new(
-                source.clone(),
-                Some(cache_path(&source, &tag, OptLevel::Zero)),
-                OptLevel::Zero,
-            ));
-        }
+        // A read-only directory keeps out everyone but root with its capabilities.
+        let readonly = dir.path().join("readonly");
+        std::fs::create_dir(&readonly).expect("mkdir");
+        let source = readonly.join("m.py");
+        std::fs::write(&source, "x = 1\n").expect("write");
+        std::fs::set_permissions(&readonly, std::fs::Permissions::from_mode(0o555)).expect("chmod");
+        jobs.push(CompileJob::new(
+            source.clone(),
+            Some(cache_path(&source, &tag, OptLevel::Zero)),
+            OptLevel::Zero,
+        ));
         let results = pool.compile_all(jobs, |_, _| {});
         for (job, result) in &results {
             let compiled = expect_ok(job, result);
@@ -465,11 +460,10 @@ fn unwritable_cfile_is_not_an_error() {
                 .file_type()
                 .is_symlink()
         );
-        if enforced {
-            let readonly = dir.path().join("readonly");
-            std::fs::set_permissions(&readonly, std::fs::Permissions::from_mode(0o755))
-                .expect("chmod back");
-        }
+        assert_eq!(results.len(), 3);
+        assert!(!results[2].0.cfile.as_ref().expect("cfile").exists());
+        std::fs::set_permissions(&readonly, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod back");
     }
 }
 

@@ -34,6 +34,10 @@ pub enum FormatError {
     ReservedNonZero,
     #[error("invalid target in header: {0}")]
     InvalidTarget(&'static str),
+    #[error(
+        "the pack was cut to {actual} bytes while in use (it was {mapped}): it must be replaced by rename, never truncated in place"
+    )]
+    CutWhileMapped { mapped: u64, actual: u64 },
     #[error("the file is {actual} bytes but its header says {header}: truncated or appended to")]
     SizeMismatch { header: u64, actual: u64 },
     #[error("section {index} is invalid: {reason}")]

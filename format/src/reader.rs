@@ -6,6 +6,7 @@
 use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rkyv::util::AlignedVec;
 
@@ -32,17 +33,44 @@ pub fn name_hash(name: &[u8]) -> u64 {
 }
 
 enum Backing {
-    /// The mapping, and the file for reads that must not touch the mapping.
-    Mmap(memmap2::Mmap, File),
+    /// The mapping, the file for reads that must not touch the mapping, and the file's
+    /// size when it was found shorter than the mapping (`u64::MAX` until then).
+    Mmap(memmap2::Mmap, File, AtomicU64),
     Owned(AlignedVec<16>),
 }
+
+/// [`Backing::Mmap`]'s size while the file still backs the whole mapping.
+const NOT_CUT: u64 = u64::MAX;
 
 impl Backing {
     fn bytes(&self) -> &[u8] {
         match self {
-            Self::Mmap(m, _) => m,
+            Self::Mmap(m, _, _) => m,
             Self::Owned(v) => v,
         }
+    }
+
+    /// Whether the file still backs every byte of the mapping: a page of a mapping past
+    /// the file's end raises `SIGBUS` when touched, so a file truncated in place (by
+    /// someone else: ppyc replaces packs by rename) must no longer be read through the
+    /// map. One `fstat`; once the file was found shorter, the pack stays refused.
+    fn check_mapped(&self) -> Result<(), FormatError> {
+        let Self::Mmap(map, file, cut) = self else {
+            return Ok(());
+        };
+        let mut actual = cut.load(Ordering::Relaxed);
+        if actual == NOT_CUT {
+            match file.metadata() {
+                Ok(m) if m.len() >= map.len() as u64 => return Ok(()),
+                Ok(m) => actual = m.len(),
+                Err(_) => actual = 0,
+            }
+            cut.store(actual, Ordering::Relaxed);
+        }
+        Err(FormatError::CutWhileMapped {
+            mapped: map.len() as u64,
+            actual,
+        })
     }
 }
 
@@ -121,11 +149,14 @@ impl Pack {
         }
         // SAFETY: the map is read-only and private to this process. ppyc never modifies a
         // pack in place (writers create a new file and rename it over the old one, see
-        // `write_atomic`), so the bytes cannot change under the map. A third party truncating
-        // the file in place could still raise SIGBUS; spec/FORMAT.md §9 documents that packs
-        // must only be replaced by rename, as for shared libraries.
+        // `write_atomic`), so the bytes cannot change under the map. A third party changing
+        // the file's bytes in place is caught by the digests of what is read (payloads and
+        // images are read with `pread`, not through the map). One truncating it would make
+        // pages past its new end raise SIGBUS when touched: every access to the map starts
+        // with `check_mapped` (the file still covers the mapping), and payloads and images,
+        // the bulk of what is read, never touch the map (spec/SECURITY.md).
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| FormatError::io(path, e))?;
-        let mut pack = Self::from_backing(Backing::Mmap(map, file))?;
+        let mut pack = Self::from_backing(Backing::Mmap(map, file, AtomicU64::new(NOT_CUT)))?;
         pack.path = Some(path.to_path_buf());
         Ok(pack)
     }
@@ -234,6 +265,7 @@ impl Pack {
     /// The image sections, if the pack has them: `Ok(None)` for a marshal-only pack, an
     /// error when they are unusable (the marshal payloads can still be used).
     pub fn images(&self) -> Result<Option<Images<'_>>, FormatError> {
+        self.backing.check_mapped()?;
         match &self.images {
             None => Ok(None),
             Some(Err(e)) => Err(FormatError::BadImage(e.clone())),
@@ -251,6 +283,7 @@ impl Pack {
     /// The recorded directory listings (`DIRS`), if the pack has them; each entry is
     /// checked when it is read ([`crate::dirs::Dirs::get`]).
     pub fn dirs(&self) -> Result<Option<crate::dirs::Dirs<'_>>, FormatError> {
+        self.backing.check_mapped()?;
         self.section(SectionId::DIRS)
             .map(crate::dirs::Dirs::parse)
             .transpose()
@@ -258,9 +291,27 @@ impl Pack {
 
     /// The whole pack, as mapped (or held) in memory. Only the header and section table
     /// have been checked: use [`Pack::get`] and [`Module::payload_span`] for anything else.
+    /// Touching these bytes after the file was truncated in place raises `SIGBUS`: check
+    /// [`Pack::check_mapped`] first, and prefer [`Pack::read_into`].
     #[must_use]
     pub fn as_bytes(&self) -> &[u8] {
         self.bytes()
+    }
+
+    /// The metadata of the open file itself (`fstat`, so of the very file mapped, whatever
+    /// was renamed over its path since); `None` for a pack held in memory.
+    pub fn file_metadata(&self) -> Option<std::io::Result<std::fs::Metadata>> {
+        match &self.backing {
+            Backing::Mmap(_, file, _) => Some(file.metadata()),
+            Backing::Owned(_) => None,
+        }
+    }
+
+    /// Whether the file still covers the whole mapping (one `fstat`); an error, for good,
+    /// once it was found truncated in place. Every reader method that touches the map
+    /// checks it first.
+    pub fn check_mapped(&self) -> Result<(), FormatError> {
+        self.backing.check_mapped()
     }
 
     /// Copies the pack's bytes `range` into `out` (of the same length) with `pread(2)`,
@@ -272,7 +323,7 @@ impl Pack {
         }
         match &self.backing {
             Backing::Owned(v) => out.copy_from_slice(&v[range]),
-            Backing::Mmap(_, file) => {
+            Backing::Mmap(_, file, _) => {
                 use std::os::unix::fs::FileExt;
                 let path = self.path.clone().unwrap_or_default();
                 file.read_exact_at(out, range.start as u64)
@@ -302,7 +353,9 @@ impl Pack {
 
     /// The bytes of a section, if the pack has it.
     #[must_use]
+    /// `None` also when the file no longer covers its mapping.
     pub fn section(&self, id: SectionId) -> Option<&[u8]> {
+        self.backing.check_mapped().ok()?;
         let s = self.sections.iter().find(|s| s.id == id)?;
         let start = usize::try_from(s.offset).ok()?;
         let len = usize::try_from(s.length).ok()?;
@@ -388,6 +441,7 @@ impl Pack {
     /// `Ok(None)` when the pack does not hold it; an error when the entry that would hold it
     /// is damaged (the caller then lets the stock importer handle the module).
     pub fn get(&self, name: &str) -> Result<Option<Module<'_>>, FormatError> {
+        self.backing.check_mapped()?;
         let h = name_hash(name.as_bytes());
         let (mut lo, mut hi) = (0, self.count);
         while lo < hi {
@@ -419,6 +473,7 @@ impl Pack {
         if index >= self.count {
             return Err(FormatError::BadIndex("an entry index out of range"));
         }
+        self.backing.check_mapped()?;
         let record = self.record(index)?;
         Ok(Module {
             pack: self,
@@ -430,6 +485,7 @@ impl Pack {
     /// Every module, in lookup-table order (by name hash), each checked as it is read.
     pub fn modules(&self) -> impl Iterator<Item = Result<Module<'_>, FormatError>> + '_ {
         (0..self.count).map(move |i| {
+            self.backing.check_mapped()?;
             self.record(i).map(|record| Module {
                 pack: self,
                 record,
@@ -446,6 +502,10 @@ impl Pack {
     #[must_use]
     pub fn verify(&self) -> VerifyReport {
         let mut report = VerifyReport::default();
+        if let Err(e) = self.backing.check_mapped() {
+            report.problems.push(e);
+            return report;
+        }
         for s in &self.sections {
             if let Some(bytes) = self.section(s.id) {
                 if *blake3::hash(bytes).as_bytes() != s.digest {
@@ -691,6 +751,7 @@ impl<'a> Module<'a> {
             None => Ok(None),
             Some(Err(e)) => Err(FormatError::BadImage(e.clone())),
             Some(Ok(ranges)) => {
+                self.pack.backing.check_mapped()?;
                 let (_, _, _, record_digest) = self.pack.entry(self.index);
                 image_ref(self.pack.bytes(), ranges, self.index, record_digest)
             }
@@ -714,6 +775,7 @@ impl<'a> Module<'a> {
         let Some(image) = self.image()? else {
             return Ok(None);
         };
+        self.pack.backing.check_mapped()?;
         let bytes = self.pack.bytes();
         let (stored, aux) = (&bytes[image.objects.clone()], &bytes[image.aux.clone()]);
         if !image.check(stored, aux) {
@@ -860,6 +922,7 @@ impl<'a> Module<'a> {
     /// bounds and digest: what a zero-copy view of the mapping needs.
     pub fn payload_span(&self) -> Result<Range<usize>, FormatError> {
         let span = self.payload_range()?;
+        self.pack.backing.check_mapped()?;
         if !self.payload_matches(&self.pack.bytes()[span.clone()]) {
             return Err(FormatError::PayloadDigestMismatch {
                 module: self.name().to_owned(),

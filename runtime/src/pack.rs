@@ -176,6 +176,11 @@ impl Pack {
         view: *mut pyo3::ffi::Py_buffer,
         flags: c_int,
     ) -> PyResult<()> {
+        // A file truncated in place: its mapping must no longer be handed out.
+        slf.get()
+            .inner
+            .check_mapped()
+            .map_err(|e| pyo3::exceptions::PyBufferError::new_err(e.to_string()))?;
         let bytes = slf.get().inner.as_bytes();
         // SAFETY: `view` is CPython's request (our caller's contract). `bytes` is the pack's
         // mapping, owned by `slf` and never modified or unmapped while `slf` is alive

@@ -530,13 +530,26 @@ def test_importtime_isolated_and_no_site(lib: Path) -> None:
     )
     assert isolated.returncode == 0, isolated.stderr
     assert pack_stats(json.loads(isolated.stdout), lib)["served"] == 1
-    # -S: no site, so no .pth: nothing but an explicit install() activates ppyc.
-    no_site = subprocess.run(
-        [sys.executable, "-S", "-c", "import sys; print('ppyc' in sys.modules)"],
-        capture_output=True,
-        text=True,
+    # -S: no site, so no .pth: with ppyc enabled, nothing but an explicit install()
+    # activates it. (The .pth line loads `ppyc._native` alone, never `ppyc`.)
+    probe = (
+        "import sys; print('ppyc._native' in sys.modules, "
+        "any('ppyc' in repr(f) for f in sys.meta_path))"
     )
-    assert no_site.stdout.strip() == "False"
+    enabled = run_ppyc("enable")
+    assert enabled.code == 0, enabled
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PPYC_")}
+        with_site = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, env=env
+        )
+        assert with_site.stdout.split() == ["True", "True"], with_site
+        no_site = subprocess.run(
+            [sys.executable, "-S", "-c", probe], capture_output=True, text=True, env=env
+        )
+        assert no_site.stdout.split() == ["False", "False"], no_site
+    finally:
+        assert run_ppyc("disable").code == 0
 
 
 def test_dont_write_bytecode_on_fallback(lib: Path) -> None:

@@ -259,16 +259,36 @@ pub(crate) fn check_pack(
         Ok(m) => m.uid(),
         Err(e) => return refuse(format!("its directory cannot be read ({e})")),
     };
-    if st.uid() != parent_uid {
-        return refuse("it is not owned by the owner of its directory".into());
-    }
-    if st.mode() & 0o022 != 0 {
-        return refuse("it is writable by others than its owner".into());
+    let owner_rules = |st: &std::fs::Metadata| {
+        if !st.is_file() {
+            Err("it is not a regular file")
+        } else if st.uid() != parent_uid {
+            Err("it is not owned by the owner of its directory")
+        } else if st.mode() & 0o022 != 0 {
+            Err("it is writable by others than its owner")
+        } else {
+            Ok(())
+        }
+    };
+    if let Err(why) = owner_rules(st) {
+        return refuse(why.into());
     }
     let pack = match Pack::open(path) {
         Ok(p) => p,
         Err(e) => return refuse(format!("it cannot be read ({e})")),
     };
+    // The same rules for the file opened (fstat): a file renamed over the path since the
+    // `stat` above is judged too.
+    match pack.inner().file_metadata() {
+        Some(Ok(opened)) if opened.ino() == st.ino() && opened.dev() == st.dev() => {}
+        Some(Ok(opened)) => {
+            if let Err(why) = owner_rules(&opened) {
+                return refuse(why.into());
+            }
+        }
+        Some(Err(e)) => return refuse(format!("it cannot be read ({e})")),
+        None => {}
+    }
     let header = pack.inner().header();
     let reason =
         if header.target.cache_tag != target.cache_tag || header.target.pyc_magic != target.magic {
