@@ -12,7 +12,6 @@
 //!   BLAKE3 is the header's `layout_fingerprint`), written by [`crate::PackWriter`] and read
 //!   through [`crate::Pack::images`] and [`crate::Module::image`].
 
-use std::collections::BTreeMap;
 use std::ops::Range;
 
 use crate::bytes::{Cursor, put_blob, u32_at, u64_at};
@@ -310,20 +309,26 @@ pub(crate) fn build_sections(
     record_digests: &[[u8; 32]],
 ) -> Result<ImageSections, FormatError> {
     let too_large = FormatError::TooLarge;
-    // The pack-wide identifier table: every name once, sorted bytewise.
-    let mut index: BTreeMap<&[u8], u32> = BTreeMap::new();
+    // The pack-wide identifier table: every name once, in the order of first use by the
+    // modules in lookup-table order (§10.5), so that the names a module brings are
+    // contiguous: the first module a process loads reads a few pages of the table, not a
+    // page per name.
+    let mut index: std::collections::HashMap<&[u8], u32> = std::collections::HashMap::new();
+    let mut order: Vec<&[u8]> = Vec::new();
     for image in images.iter().flatten() {
         for name in &image.names {
-            index.insert(name, 0);
+            index.entry(name.as_slice()).or_insert_with(|| {
+                order.push(name.as_slice());
+                (order.len() - 1) as u32
+            });
         }
     }
     let mut inam = Vec::new();
-    let count = u32::try_from(index.len()).map_err(|_| too_large("over 2^32 names"))?;
+    let count = u32::try_from(order.len()).map_err(|_| too_large("over 2^32 names"))?;
     inam.extend_from_slice(&count.to_le_bytes());
     inam.extend_from_slice(&0u32.to_le_bytes());
     let mut strings = Vec::new();
-    for (i, (name, slot)) in index.iter_mut().enumerate() {
-        *slot = i as u32;
+    for name in &order {
         let offset = u32::try_from(strings.len()).map_err(|_| too_large("INAM over 4 GiB"))?;
         let len = u32::try_from(name.len()).map_err(|_| too_large("name over 4 GiB"))?;
         inam.extend_from_slice(&offset.to_le_bytes());
@@ -682,25 +687,41 @@ impl<'a> Names<'a> {
     }
 
     /// Checks what only a whole-table pass can see (`ppyc verify`): every entry readable,
-    /// names sorted bytewise and unique, strings packed one after another in table order
-    /// and filling the string area exactly.
-    pub fn check_canonical(&self) -> Result<(), FormatError> {
+    /// names unique, in the order of first use (`first_uses`: every module's name slots,
+    /// modules in lookup-table order), and strings packed one after another in table order
+    /// filling the string area exactly.
+    pub fn check_canonical(
+        &self,
+        first_uses: impl Iterator<Item = u32>,
+    ) -> Result<(), FormatError> {
         let bad = |what: &str| FormatError::BadImage(format!("INAM: {what}"));
         let mut packed_end = 0usize;
-        let mut previous: Option<&[u8]> = None;
+        let mut seen = std::collections::HashSet::new();
         for i in 0..self.len() {
             let name = self.get(i)?;
             if u32_at(self.table, i * NAME_ENTRY_SIZE) as usize != packed_end {
                 return Err(bad("the strings are not packed in table order"));
             }
             packed_end += name.len();
-            if previous.is_some_and(|p| p >= name) {
-                return Err(bad("the names are not sorted and unique"));
+            if !seen.insert(name) {
+                return Err(bad("a name is there twice"));
             }
-            previous = Some(name);
         }
         if packed_end != self.strings.len() {
             return Err(bad("the string area holds bytes no entry uses"));
+        }
+        let mut next = 0usize;
+        for slot in first_uses {
+            match (slot as usize).cmp(&next) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => next += 1,
+                std::cmp::Ordering::Greater => {
+                    return Err(bad("the names are not in the order of their first use"));
+                }
+            }
+        }
+        if next != self.len() {
+            return Err(bad("a name no module uses"));
         }
         Ok(())
     }
@@ -727,6 +748,44 @@ impl<'a> Names<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn inam_of(names: &[&[u8]]) -> Vec<u8> {
+        let mut table = Vec::new();
+        let mut strings = Vec::new();
+        for n in names {
+            table.extend_from_slice(&(strings.len() as u32).to_le_bytes());
+            table.extend_from_slice(&(n.len() as u32).to_le_bytes());
+            table.extend_from_slice(&name_hash(n).to_le_bytes());
+            strings.extend_from_slice(n);
+        }
+        let mut out = (names.len() as u32).to_le_bytes().to_vec();
+        out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(&table);
+        out.extend_from_slice(&strings);
+        out
+    }
+
+    #[test]
+    fn inam_must_be_in_the_order_of_first_use() {
+        let inam = inam_of(&[b"b", b"a"]);
+        let names = Names::parse(&inam).unwrap();
+        // Slots of two modules: [0, 1] then [1, 0].
+        assert!(names.check_canonical([0, 1, 1, 0].into_iter()).is_ok());
+        assert!(
+            names.check_canonical([1, 0].into_iter()).is_err(),
+            "out of order"
+        );
+        assert!(
+            names.check_canonical([0].into_iter()).is_err(),
+            "a name unused"
+        );
+        let twice = inam_of(&[b"a", b"a"]);
+        let names = Names::parse(&twice).unwrap();
+        assert!(
+            names.check_canonical([0, 1].into_iter()).is_err(),
+            "a name twice"
+        );
+    }
 
     #[test]
     fn words_round_trip_and_reserved_tags_are_refused() {

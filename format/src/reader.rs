@@ -588,7 +588,19 @@ impl Pack {
             self.verify_module_layout(&mut placed, &mut report.problems);
         }
         if let Ok(Some(images)) = self.images() {
-            if let Err(e) = images.names.check_canonical() {
+            // Every module's name slots, in lookup-table order (an unreadable image is
+            // reported above and contributes none).
+            let bytes = self.bytes();
+            let slots = (0..self.count).flat_map(|i| {
+                let aux = self
+                    .module_at(i)
+                    .ok()
+                    .and_then(|m| m.image().ok().flatten())
+                    .and_then(|image| crate::image::Aux::parse(&bytes[image.aux.clone()]).ok());
+                let n = aux.as_ref().map_or(0, crate::image::Aux::name_count);
+                (0..n).filter_map(move |k| aux.as_ref()?.name_slot(k))
+            });
+            if let Err(e) = images.names.check_canonical(slots) {
                 report.problems.push(e);
             }
         }
