@@ -483,3 +483,32 @@ def test_compile_mode_option(lib: Path) -> None:
     assert f"version={'.'.join(map(str, sys.version_info[:3]))}" in info["layout"]
     deep = run_ppyc("verify", "--deep", lib)
     assert deep.code == 0 and "OK: 3 images identical to marshal.loads" in deep.out, deep
+
+
+@needs_images
+def test_an_image_larger_than_the_first_chunk_loaded_first(tmp_path: Path) -> None:
+    # Image memory comes from chunks of 256 KiB, 512 KiB, 1 MiB, then 2 MiB; pieces from
+    # 1 MiB up get a mapping of their own. An image between the two, loaded first in a
+    # process, once went past the end of its 256 KiB chunk (into the pack's read-only
+    # mapping mapped just before it: SIGSEGV, or into other memory).
+    rows = ",\n".join(f"    ('{i:06d}-{i * 7919 % 100003}', {i}, {i}.5)" for i in range(3000))
+    root = tmp_path / "big"
+    write(root, {"bigmod.py": f"DATA = (\n{rows},\n)\n"})
+    assert run_ppyc("compile", root).code == 0
+    pack = ppyc.Pack(root / "__pycache__" / f"__ppyc__.{CACHE_TAG}.ppyc")
+    got = pack.load(pack.find("bigmod")[6], "bigmod", str(root / "bigmod.py"), 2, "default")
+    mode, size = got[1], got[2]
+    assert mode == "image" and (256 << 10) < size < (1 << 20), size
+    for _ in range(3):
+        out = check(
+            """
+            import bigmod
+            print(len(bigmod.DATA), bigmod.DATA[-1], sum(r[1] for r in bigmod.DATA))
+            # SERVED
+            """,
+            root,
+        )
+        assert (
+            out.splitlines()[0] == f"3000 ('002999-{2999 * 7919 % 100003}', 2999, 2999.5) 4498500"
+        )
+        assert served(out) == {"image": 1, "marshal": 0}

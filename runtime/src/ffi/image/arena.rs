@@ -61,7 +61,10 @@ pub(crate) fn alloc(len: usize) -> Option<NonNull<u8>> {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     if arena.end - arena.next < len {
-        let size = CHUNKS[arena.chunks.min(CHUNKS.len() - 1)];
+        // A chunk holds at least the piece it is made for: the early chunks are smaller
+        // than the pieces that get no mapping of their own (a 600 KiB image loaded first
+        // once went past the end of a 256 KiB chunk).
+        let size = CHUNKS[arena.chunks.min(CHUNKS.len() - 1)].max(len.next_multiple_of(4096));
         let chunk = map(size)?;
         arena.chunks += 1;
         arena.next = chunk.as_ptr() as usize;
