@@ -87,3 +87,20 @@ def test_every_corpus_module_is_identical_under_ppyc(corpus: Path, mode: str) ->
     assert pack["mode"] == mode and stats["served_by_mode"][mode] == stats["served"]
     # Every module of the corpus has an image (none is refused by the snapshot).
     assert pack["images_not_used"] == {}, pack
+
+
+@pytest.mark.skipif("image" not in MODES, reason="this interpreter has no image mode")
+def test_every_corpus_image_is_what_marshal_loads(corpus: Path) -> None:
+    # `ppyc verify --deep`: each module's image loaded in a child process and compared with
+    # `marshal.loads` of its payload (every co_* attribute, constants deeply with their
+    # types, co_positions, dis output).
+    proc = subprocess.run(
+        [sys.executable, "-m", "ppyc", "verify", "--deep", str(corpus)],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert " 0 modules without an image" in proc.stdout, proc.stdout
+    count = int(proc.stdout.split("OK: ")[1].split(" images identical")[0])
+    assert count > 1000, proc.stdout
