@@ -47,15 +47,7 @@ impl Mode {
 /// Whether `PPYC_MODE=marshal` asks for marshal mode (an environment variable, so not
 /// under `-E`/`-I`, as Python's own variables).
 fn marshal_requested(py: Python<'_>) -> bool {
-    let ignore = py
-        .import("sys")
-        .and_then(|s| {
-            s.getattr("flags")?
-                .getattr("ignore_environment")?
-                .is_truthy()
-        })
-        .unwrap_or(false);
-    !ignore && std::env::var_os("PPYC_MODE").is_some_and(|v| v == "marshal")
+    crate::hook::env_var(py, "PPYC_MODE").is_some_and(|v| v == "marshal")
 }
 
 /// The first line in which two layout descriptions differ, for messages.
