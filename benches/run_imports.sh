@@ -5,6 +5,7 @@
 # large stack (benches/requirements-stack.txt: pandas, sympy, Django), its site-packages and stdlib
 # packed, ppyc enabled; the peers that install for that version are added to the same venv
 # (benches/peers/setup_peers.sh) and measured side by side with stock and ppyc.
+# Then, per interpreter, pre-fork workers' memory, stock versus ppyc (benches/fork_bench.py).
 # SETUP=0 measures again with the venvs as they are; RUNS=N (default 20) runs per side.
 # Results: build/bench/suite/*.json (+ an HTML report per interpreter); the import section
 # of BENCHMARKS.md is rewritten from them.
@@ -38,5 +39,9 @@ for py in "${pythons[@]}"; do
   fi
   "$venv/bin/python" "$root/benches/importtime_suite.py" measure --python "$venv/bin/python" \
     --out "$results" --runs "${RUNS:-20}" --peers "$results/peers-$v.jsonl"
+  # Pre-fork workers: the memory each forked worker makes private (benches/fork_bench.py).
+  python3 "$root/benches/fork_bench.py" measure --python "$venv/bin/python" \
+    --out "$results/fork-$v.json"
 done
 python3 "$root/benches/importtime_suite.py" markdown "$results" --write "$root/BENCHMARKS.md"
+python3 "$root/benches/fork_bench.py" markdown "$results"/fork-*.json --write "$root/BENCHMARKS.md"

@@ -53,6 +53,13 @@ mod _native {
         crate::hook::uninstall(py)
     }
 
+    /// The anonymous mappings this process's images live in, `(start, length)` (for
+    /// `/proc/PID/smaps` readers: benchmarks and diagnostics).
+    #[pyfunction]
+    fn image_mappings() -> Vec<(usize, usize)> {
+        crate::ffi::image::mappings()
+    }
+
     /// Whether the import hook is active in this process.
     #[pyfunction]
     fn installed(py: Python<'_>) -> bool {

@@ -512,3 +512,42 @@ def test_an_image_larger_than_the_first_chunk_loaded_first(tmp_path: Path) -> No
             out.splitlines()[0] == f"3000 ('002999-{2999 * 7919 % 100003}', 2999, 2999.5) 4498500"
         )
         assert served(out) == {"image": 1, "marshal": 0}
+
+
+@needs_images
+def test_image_memory_is_listed_and_kept_apart(lib: Path) -> None:
+    # `image_mappings()` says where images live; each is a VMA of its own in
+    # /proc/self/smaps, marked MADV_NOHUGEPAGE (no huge pages where THP is `always`; the
+    # mark also keeps the kernel from merging it with the interpreter's anonymous memory),
+    # holding the served code objects.
+    out = check(
+        """
+        import ctypes, imgmod, imgpkg
+        maps = []  # (start, end, VmFlags)
+        for line in open("/proc/self/smaps"):
+            head = line.split()
+            if "-" in head[0] and not head[0].endswith(":"):
+                lo, hi = (int(x, 16) for x in head[0].split("-"))
+                maps.append([lo, hi, []])
+            elif head[0] == "VmFlags:":
+                maps[-1][2] = head[1:]
+        ranges = ppyc._native.image_mappings()
+        print(len(ranges) > 0)
+        inside = lambda a: any(s <= a < s + n for s, n in ranges)
+        print(inside(id(imgmod.add.__code__)), inside(id(imgpkg.twice.__code__)))
+        print(inside(id(ctypes)))
+        union = []  # adjacent image mappings may be one VMA, never one with other memory
+        for s, n in sorted(ranges):
+            if union and union[-1][1] == s:
+                union[-1][1] = s + n
+            else:
+                union.append([s, s + n])
+        for lo, hi, flags in maps:
+            if any(lo < e and s < hi for s, e in union):
+                assert any(s <= lo and hi <= e for s, e in union), (hex(lo), hex(hi), union)
+                assert "nh" in flags, (hex(lo), flags)  # MADV_NOHUGEPAGE
+        print("apart")
+        """,
+        lib,
+    )
+    assert out.splitlines() == ["True", "True True", "False", "apart"], out

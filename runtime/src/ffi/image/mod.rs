@@ -4,6 +4,7 @@
 //! module's code from a pack, image or payload ([`load_code`]).
 
 mod arena;
+pub(crate) use arena::mappings;
 pub(crate) mod load;
 pub(crate) mod snapshot;
 
