@@ -47,6 +47,6 @@ pub use header::{
 };
 pub use image::{FrozenSetImage, ImageRef, ModuleImage, Word};
 pub use location::{cache_dir, cache_pack_path, in_tree_pack_path, pack_file_name};
-pub use reader::{INDEX_ENTRY_SIZE, Images, Module, Pack, VerifyReport, name_hash};
+pub use reader::{CheckedScope, INDEX_ENTRY_SIZE, Images, Module, Pack, VerifyReport, name_hash};
 pub use record::{ArchivedModuleRecord, ModuleRecord};
 pub use writer::{ModuleInput, PackWriter, write_atomic};

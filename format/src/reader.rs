@@ -58,6 +58,10 @@ impl Backing {
         let Self::Mmap(map, file, cut) = self else {
             return Ok(());
         };
+        if CHECKED.with(std::cell::Cell::get) == std::ptr::from_ref(self) as usize {
+            // Checked at the start of this thread's operation under way ([`CheckedScope`]).
+            return Ok(());
+        }
         let mut actual = cut.load(Ordering::Relaxed);
         if actual == NOT_CUT {
             match file.metadata() {
@@ -71,6 +75,26 @@ impl Backing {
             mapped: map.len() as u64,
             actual,
         })
+    }
+}
+
+thread_local! {
+    /// The backing (its address) whose mapping this thread checked at the start of the
+    /// operation under way, if any ([`Pack::checked_scope`]).
+    static CHECKED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// While alive, this thread's accesses to one pack's mapping rely on the check made when
+/// it was created ([`Pack::checked_scope`]) instead of one `fstat` each. Not `Send`: it
+/// restores the thread's previous scope when dropped.
+pub struct CheckedScope<'a> {
+    previous: usize,
+    _pack: std::marker::PhantomData<(&'a Pack, *const ())>,
+}
+
+impl Drop for CheckedScope<'_> {
+    fn drop(&mut self) {
+        CHECKED.with(|c| c.set(self.previous));
     }
 }
 
@@ -312,6 +336,20 @@ impl Pack {
     /// checks it first.
     pub fn check_mapped(&self) -> Result<(), FormatError> {
         self.backing.check_mapped()
+    }
+
+    /// Checks, with one `fstat`, that the file still covers the mapping, and lets this
+    /// thread's accesses to the mapping rely on that check while the returned scope lives
+    /// (the lookup, record, image and identifier reads of one module load), instead of one
+    /// `fstat` per access. A truncation after the check is the race any check has with the
+    /// access after it; keep scopes as short as one operation.
+    pub fn checked_scope(&self) -> Result<CheckedScope<'_>, FormatError> {
+        self.backing.check_mapped()?;
+        let key = std::ptr::from_ref(&self.backing) as usize;
+        Ok(CheckedScope {
+            previous: CHECKED.with(|c| c.replace(key)),
+            _pack: std::marker::PhantomData,
+        })
     }
 
     /// Copies the pack's bytes `range` into `out` (of the same length) with `pread(2)`,

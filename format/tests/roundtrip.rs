@@ -173,3 +173,49 @@ fn newer_read_version_is_refused() {
         })
     ));
 }
+
+/// A pack truncated in place while mapped: `checked_scope` spares the `fstat` of each access
+/// only while it lives, and only for its own pack and thread; afterwards, and for another
+/// pack inside it, the truncation is found again before the mapping is touched.
+#[test]
+fn a_checked_scope_ends_with_its_operation() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.ppyc"), dir.path().join("b.ppyc"));
+    ppyc_format::write_atomic(&a, &build(small_modules())).unwrap();
+    ppyc_format::write_atomic(&b, &build(small_modules())).unwrap();
+    let (pa, pb) = (Pack::open(&a).unwrap(), Pack::open(&b).unwrap());
+    let cut = |p: &std::path::Path| {
+        let file = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+        let len = file.metadata().unwrap().len();
+        file.set_len(len / 2).unwrap();
+    };
+    {
+        let _scope = pa.checked_scope().unwrap();
+        assert!(pa.get("alpha").unwrap().is_some());
+        cut(&b);
+        // Another pack, inside the scope of the first: checked as ever.
+        assert!(matches!(
+            pb.get("alpha"),
+            Err(FormatError::CutWhileMapped { .. })
+        ));
+        // Another thread, with the same pack: its own checks.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                cut(&a);
+                assert!(matches!(
+                    pa.get("alpha"),
+                    Err(FormatError::CutWhileMapped { .. })
+                ));
+            });
+        });
+    }
+    // The scope is over: the truncation of the first pack is found too.
+    assert!(matches!(
+        pa.get("alpha"),
+        Err(FormatError::CutWhileMapped { .. })
+    ));
+    assert!(matches!(
+        pa.checked_scope(),
+        Err(FormatError::CutWhileMapped { .. })
+    ));
+}

@@ -95,6 +95,11 @@ impl Pack {
         check: Check,
         hash_pycs: HashPycs,
     ) -> PyResult<Outcome<'py>> {
+        // One check that the file still covers its mapping, for every read below.
+        let _checked = match self.inner.checked_scope() {
+            Ok(scope) => scope,
+            Err(e) => return Ok(Outcome::Damaged(e.to_string(), 0)),
+        };
         let module = match self.inner.module_at(index) {
             Ok(m) if m.name() == name => m,
             Ok(_) => return Ok(Outcome::Damaged("the entry holds another module".into(), 0)),
