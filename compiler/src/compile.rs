@@ -397,6 +397,22 @@ impl Context<'_> {
         let Ok(pyc::Verdict::Accepted(header)) = verdict else {
             return None;
         };
+        // A timestamp pyc records the source's mtime in whole seconds: a same-size edit in
+        // the second the pyc was written keeps it "fresh" for CPython. The pack records the
+        // digest of the source read now, so it takes the pyc's code only when the pyc was
+        // written in a later second than the source's mtime, which proves that no edit
+        // since has kept that second (git's racy-clean rule); else it compiles these bytes.
+        if matches!(header.kind(), pyc::PycKind::Timestamp { .. }) {
+            let written = stat_of(&std::fs::metadata(cfile).ok()?).mtime_ns;
+            let next_second = stat
+                .mtime_ns
+                .div_euclid(1_000_000_000)
+                .saturating_add(1)
+                .saturating_mul(1_000_000_000);
+            if written < next_second {
+                return None;
+            }
+        }
         let payload = data.get(pyc::HEADER_LEN..)?;
         marshal::validate(payload, self.version).ok()?;
         Some((header.flags(), payload.to_vec()))

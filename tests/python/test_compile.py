@@ -165,6 +165,10 @@ def test_verify_compares_sets_as_sets(tree: Path) -> None:
     import importlib.util
 
     write(tree, {"sets.py": SETS})
+    # The source is older than the .pyc by more than its one-second timestamp, so the
+    # .pyc provably holds this source's code and compile takes it.
+    past = (tree / "sets.py").stat().st_mtime_ns - 10 * 10**9
+    os.utime(tree / "sets.py", ns=(past, past))
     pyc = Path(importlib.util.cache_from_source(str(tree / "sets.py")))
     pyc.parent.mkdir(exist_ok=True)
     data = swapped_pyc(tree / "sets.py")

@@ -227,6 +227,49 @@ def test_hash_and_unchecked_modes(lib: Path) -> None:
     assert "checked by timestamp" in bad.stderr and "stock importer" not in bad.stderr
 
 
+def test_hash_mode_never_pairs_a_digest_with_other_code(tmp_path: Path) -> None:
+    # The .pyc is written in the same second as the source, then the source is edited
+    # (same size) in that second: CPython still takes the .pyc. `ppyc compile` records the
+    # new source's digest, so it must not take the .pyc's code beside it (hash mode would
+    # then serve the old code while the source says the new): it compiles the new bytes.
+    root = tmp_path / "lib"
+    write(root, {"smod.py": "VALUE = 1\n"})
+    src, pyc = root / "smod.py", root / "__pycache__" / f"smod.{CACHE_TAG}.pyc"
+    second = src.stat().st_mtime_ns // 10**9 * 10**9
+    os.utime(src, ns=(second + 10**8, second + 10**8))
+    stock = {"PPYC_DISABLE": "1", "PYTHONDONTWRITEBYTECODE": ""}
+    code = "import smod; print(smod.VALUE)"
+    assert run_py(code, [root], hook=False, env=stock).stdout.strip() == "1"
+    assert pyc.exists()
+    os.utime(pyc, ns=(second + 3 * 10**8, second + 3 * 10**8))
+    src.write_text("VALUE = 2\n")
+    os.utime(src, ns=(second + 6 * 10**8, second + 6 * 10**8))
+    for args in ((), ("--force",)):
+        r = run_ppyc("compile", *args, root)
+        assert r.code == 0, r
+        # The second run may take the .pyc the first one compiled and wrote, if that was
+        # in a later second than smod's mtime; the stale one never.
+        assert "0 from .pyc, 1 compiled" in r.out or (args and "1 from .pyc" in r.out), r
+        for check in ("hash", "timestamp"):
+            stats, _ = stats_of(code, [root], env={"PPYC_CHECK": check})
+            assert pack_stats(stats, root)["served"] == 1, stats
+            out = run_py(code, [root], env={"PPYC_CHECK": check})
+            assert out.stdout.strip() == "2", (args, check, out.stderr)
+    # A .pyc written in a later second than its source's mtime proves it matches: taken.
+    write(root, {"old.py": "VALUE = 3\n"})
+    opyc = root / "__pycache__" / f"old.{CACHE_TAG}.pyc"
+    os.utime(root / "old.py", ns=(second - 5 * 10**9, second - 5 * 10**9))
+    assert run_py("import old", [root], hook=False, env=stock).returncode == 0
+    assert opyc.exists()
+    r = run_ppyc("compile", "--force", root)
+    # old from its .pyc; smod from the .pyc its compile wrote, if that was in a later
+    # second than smod's mtime, else compiled again.
+    assert r.code == 0, r
+    assert "1 from .pyc, 1 compiled" in r.out or "2 from .pyc, 0 compiled" in r.out, r
+    stats, _ = stats_of("import old; print(old.VALUE)", [root])
+    assert pack_stats(stats, root)["served"] == 1
+
+
 def test_reload_sees_an_edit(lib: Path) -> None:
     proc = run_py(
         f"""
