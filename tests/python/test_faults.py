@@ -106,3 +106,88 @@ def test_pack_truncated_while_mapped(big: Path, mode: str, size: int) -> None:
     assert len(packs) == 1 and packs[0]["served"] == 1, packs
     assert out["stats"]["served_by_mode"][mode] >= 1
     assert proc.stderr.count("ppyc: warning") <= 1, proc.stderr
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path):
+    """A 2 MiB tmpfs (mounting needs root, as CI runs)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small filesystem needs root (CI runs as root)")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+def test_disk_full_keeps_the_old_pack(small_fs: Path) -> None:
+    # A rebuild that runs out of space fails with a clear error; the pack on disk is the
+    # old one, whole, no temporary file is left, and the old pack still serves.
+    root = small_fs / "lib"
+    write(root, {f"d{i}.py": f"X = {i}\nT = {'d' * 3000!r}\n" for i in range(20)})
+    assert run_ppyc("compile", root).code == 0
+    old = pack_file(root).read_bytes()
+    before = sorted(p.name for p in (root / "__pycache__").iterdir())
+    write(root, {"grown.py": f"DATA = {[str(i) * 20 for i in range(4000)]!r}\n"})
+    st = os.statvfs(small_fs)
+    filler = small_fs / "filler"
+    # Leave less room than the new pack needs, but enough for the new source's .pyc to
+    # be in doubt too: whatever fails, nothing on disk may be damaged.
+    filler.write_bytes(b"\0" * max(0, st.f_bavail * st.f_frsize - len(old) // 4))
+    # The user cache on the full filesystem too: nowhere to write.
+    result = run_ppyc("compile", root, env={"XDG_CACHE_HOME": str(small_fs / "cache")})
+    assert result.code != 0, result
+    assert "No space left on device" in result.err, result
+    assert "cannot write" in result.err, result
+    assert pack_file(root).read_bytes() == old
+    after = sorted(p.name for p in (root / "__pycache__").iterdir())
+    assert [n for n in after if n not in before and not n.endswith(".pyc")] == [], after
+    assert not any((small_fs / "cache").rglob("*.tmp"))
+    # A user cache elsewhere: the pack goes there, and compile says so; the in-tree pack is
+    # left whole.
+    cache = small_fs.parent / "cache"
+    result = run_ppyc("compile", root, env={"XDG_CACHE_HOME": str(cache)})
+    assert result.code == 0, result
+    assert "No space left on device" in result.err, result
+    assert "the pack is in the user cache" in result.err, result
+    assert pack_file(root).read_bytes() == old
+    assert [n for n in after if n.endswith(".tmp")] == []
+    filler.unlink()
+    code = "import d3, grown; print(d3.X, len(grown.DATA))"
+    env = {k: v for k, v in os.environ.items() if k != "PPYC_DISABLE"}
+    env.update(PYTHONPATH=str(root), XDG_CACHE_HOME=str(small_fs / "cache"))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import ppyc; ppyc.install()\n" + code + "\nprint(ppyc.stats()['served'] >= 1)",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.stdout.split() == ["3", "4000", "True"], proc.stderr
+    # With room again, the rebuild succeeds in the tree.
+    assert run_ppyc("compile", root).code == 0
+    assert pack_file(root).read_bytes() != old
+
+
+def test_two_compiles_of_one_directory_at_once(big: Path) -> None:
+    # Two `ppyc compile --force` runs on the same directory at the same time: both end, the
+    # pack left is whole and verifies, and no temporary file is left beside it.
+    write(big, {"extra.py": "E = 1\n"})
+    cmd = [sys.executable, "-m", "ppyc", "compile", "--force", str(big)]
+    env = {**os.environ, "PPYC_NO_PROGRESS": "1"}
+    procs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    verify = run_ppyc("verify", big)
+    assert verify.code == 0 and "OK" in verify.out, verify
+    names = sorted(p.name for p in (big / "__pycache__").iterdir() if not p.name.endswith(".pyc"))
+    assert names == [pack_file(big).name], names

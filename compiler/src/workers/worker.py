@@ -84,6 +84,29 @@ class _Reader:
         return self.take(n)
 
 
+def _write_atomic(path: str, data: bytes, mode: int) -> None:
+    """`importlib._bootstrap_external._write_atomic` (3.10-3.13: a temporary file beside
+    `path`, then `os.replace`), but every byte written: that one makes a single `write`
+    call, and a write cut short (a full disk) would leave a truncated `.pyc` that the stock
+    importer then trusts (its header is right) and fails on with `EOFError`."""
+    tmp = f"{path}.{id(path)}"
+    fd = os.open(tmp, os.O_EXCL | os.O_CREAT | os.O_WRONLY, mode & 0o666)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
 def compile_one(source: str, cfile: str | None, optimize: int, mode: int) -> bytes:
     """Compile `source` (str path) like py_compile.compile; returns a response without id."""
     loader = importlib.machinery.SourceFileLoader("<py_compile>", source)
@@ -143,7 +166,7 @@ def compile_one(source: str, cfile: str | None, optimize: int, mode: int) -> byt
                     except FileExistsError:
                         pass
                 file_mode = _bootstrap_external._calc_mode(source)
-                _bootstrap_external._write_atomic(cfile, data, file_mode)
+                _write_atomic(cfile, data, file_mode)
                 written = True
             except OSError as exc:
                 write_error = f"{type(exc).__name__}: {exc}"
