@@ -20,7 +20,7 @@ endef
 export CARGO_TERM_COLOR ?= never
 export PPYC_NO_PROGRESS := 1
 
-.PHONY: demo test lint rust-test fuzz fuzz-smoke browser python-test wheels bench clean
+.PHONY: demo test lint rust-test fuzz fuzz-smoke browser python-test soak wheels bench clean
 
 ## demo: pack this interpreter's stdlib and a small venv of popular packages, then inspect
 ## and verify the result.
@@ -78,6 +78,19 @@ python-test:
 	  $$venv/bin/pip install $(PIP_FLAGS) -r tests/requirements-dev.txt
 	  PATH=$$venv/bin:$$PATH $$venv/bin/pip install $(PIP_FLAGS) --no-build-isolation --force-reinstall --no-deps .
 	  (cd tests && $$venv/bin/python -m pytest -q -p no:cacheprovider python)
+	done
+
+## soak: the long soak (tests/python/soak.py, RELIABILITY.md): SOAK_ITERATIONS (default 1000)
+## stock/ppyc pairs of corpus imports with random hash seeds and flags, per interpreter;
+## reports in build/soak/. `make test` runs 12 per interpreter. Run after `make test`.
+SOAK_ITERATIONS ?= 1000
+soak:
+	$(need_pythons)
+	for py in $(TEST_PYTHONS); do
+	  v=$$($$py -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+	  echo "=== soak, CPython $$v"
+	  (cd tests && SOAK_ITERATIONS=$(SOAK_ITERATIONS) $(BUILD)/venv-$$v/bin/python -m pytest -q \
+	    -p no:cacheprovider python/test_soak.py)
 	done
 
 ## bench: regenerate the numbers of BENCHMARKS.md (import times and peers with every pyenv
