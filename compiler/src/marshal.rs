@@ -1022,6 +1022,42 @@ mod tests {
         assert!(validate(b"N", V).is_err());
     }
 
+    /// The deepest input the reader accepts, read where `ppyc compile` reads `.pyc` files:
+    /// on a thread of rayon's pool, with its default stack (not a 64 MiB test thread).
+    /// Release builds only: a debug build's frames are several times larger, and CI and
+    /// `ppyc` itself run release builds.
+    #[test]
+    #[cfg_attr(debug_assertions, ignore = "stack use is measured in release builds")]
+    fn the_deepest_accepted_nesting_fits_a_rayon_stack() {
+        let nested = |depth: usize| -> Vec<u8> {
+            let mut v: Vec<u8> = std::iter::repeat_n([b')', 1], depth).flatten().collect();
+            v.push(b'N');
+            v
+        };
+        let deepest = (1..=MAX_DEPTH)
+            .rev()
+            .find(|&d| parse(&nested(d), V).is_ok())
+            .expect("some nesting is accepted");
+        assert!(deepest >= MAX_DEPTH - 2, "{deepest}");
+        assert!(matches!(
+            parse(&nested(deepest + 1), V),
+            Err(MarshalError::TooDeep { .. })
+        ));
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let data = nested(deepest);
+        let results: Vec<bool> = pool.install(|| {
+            use rayon::prelude::*;
+            (0..4)
+                .into_par_iter()
+                .map(|_| parse(&data, V).is_ok() && parse_annotated(&data, V).is_ok())
+                .collect()
+        });
+        assert_eq!(results, [true; 4]);
+    }
+
     #[test]
     fn slices_need_3_14() {
         let s = b":NTi\x02\x00\x00\x00";
