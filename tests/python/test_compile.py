@@ -364,3 +364,22 @@ def test_default_target_is_site_packages(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert f"Packed {len(EXPECTED)} modules of `{site}`" in proc.stdout
     assert (site / PACK).exists()
+
+
+def test_a_package_directory_is_refused(tree: Path) -> None:
+    # `site/pkg` is a package: a pack of it would name `pkg/mod.py` `mod`, which is never
+    # imported by that name; the modules are packed with `site`.
+    r = run_ppyc("compile", tree / "pkg")
+    assert r.code == 1, r
+    assert (
+        f"error: `{tree / 'pkg'}` is a package (it has `__init__.py`): its modules are "
+        f"imported as `pkg.…`, so they are packed with the `sys.path` directory that holds "
+        f"the package: `ppyc compile {tree}`"
+    ) in r.err
+    assert not (tree / "pkg" / PACK).exists()
+    nested = run_ppyc("compile", tree / "pkg" / "sub")
+    assert nested.code == 1 and "imported as `pkg.sub.…`" in nested.err, nested
+    assert f"`ppyc compile {tree}`" in nested.err
+    # A directory whose name is not an identifier is no package, whatever it holds.
+    write(tree.parent, {"not-a-pkg/__init__.py": "", "not-a-pkg/m.py": ""})
+    assert run_ppyc("compile", tree.parent / "not-a-pkg").code == 0

@@ -172,7 +172,10 @@ pub(crate) fn compile(py: Python<'_>, args: &CompileArgs) -> anyhow::Result<i32>
                 Err(e) => {
                     failed = true;
                     match e {
-                        BuildError::Missing(_) | BuildError::NotADirectory(_) => eprintln!("error: {e}"),
+                        BuildError::Missing(_)
+                        | BuildError::NotADirectory(_)
+                        | BuildError::IsPackage { .. }
+                        | BuildError::InsideSysPath { .. } => eprintln!("error: {e}"),
                         other => eprintln!("error: cannot pack `{}`: {other}", job.dir.display()),
                     }
                 }
