@@ -819,10 +819,7 @@ pub fn build_pack(
                     .recursive(true)
                     .mode(0o700)
                     .create(c)
-                    .map_err(|e| ppyc_format::FormatError::Io {
-                        path: c.to_path_buf(),
-                        source: e,
-                    })
+                    .map_err(|e| ppyc_format::FormatError::write(c, e))
             });
             if let Err(e) = created.and_then(|()| ppyc_format::write_atomic(&cache, &bytes)) {
                 return Err(BuildError::NoWritableLocation {

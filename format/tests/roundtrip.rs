@@ -29,6 +29,33 @@ fn round_trip() {
 }
 
 #[test]
+fn write_failures_say_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("__pycache__");
+    std::fs::write(&blocker, b"a file where the directory should be").unwrap();
+    // Creating the directory fails.
+    let err = ppyc_format::write_atomic(&blocker.join("p.ppyc"), b"x").unwrap_err();
+    assert!(matches!(err, FormatError::Write { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "cannot write `{}`: File exists (os error 17)",
+            blocker.display()
+        )
+    );
+    // Renaming over a directory fails.
+    let target = dir.path().join("taken");
+    std::fs::create_dir(&target).unwrap();
+    std::fs::write(target.join("inside"), b"").unwrap();
+    let err = ppyc_format::write_atomic(&target, b"x").unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with(&format!("cannot write `{}`: ", target.display())),
+        "{err}"
+    );
+}
+
+#[test]
 fn deterministic_whatever_the_insertion_order() {
     let a = build(small_modules());
     let mut reversed = small_modules();

@@ -244,6 +244,19 @@ def test_unwritable_pycache_uses_the_user_cache(tree: Path, cache_home: dict[str
     assert len(list(Path(cache_home["XDG_CACHE_HOME"]).glob("ppyc/site-*.ppyc"))) == 1
 
 
+def test_no_writable_location_is_one_clear_error(tree: Path, tmp_path: Path) -> None:
+    (tree / "__pycache__").write_text("in the way")
+    (tmp_path / "cache").write_text("not a directory")
+    r = run_ppyc("compile", tree, env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert r.code == 1, r
+    assert r.err == (
+        f"error: cannot write a pack for `{tree}`: "
+        f"`{tree / PACK}` is not writable "
+        f"(`{tree / '__pycache__'}`: File exists (os error 17)) and neither is the user "
+        f"cache (cannot write `{tmp_path / 'cache' / 'ppyc'}`: Not a directory (os error 20))\n"
+    )
+
+
 def test_optimize_levels(tree: Path) -> None:
     for level in (1, 2):
         assert run_ppyc("compile", "--optimize", str(level), tree).code == 0

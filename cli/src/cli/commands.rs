@@ -175,7 +175,8 @@ pub(crate) fn compile(py: Python<'_>, args: &CompileArgs) -> anyhow::Result<i32>
                         BuildError::Missing(_)
                         | BuildError::NotADirectory(_)
                         | BuildError::IsPackage { .. }
-                        | BuildError::InsideSysPath { .. } => eprintln!("error: {e}"),
+                        | BuildError::InsideSysPath { .. }
+                        | BuildError::NoWritableLocation { .. } => eprintln!("error: {e}"),
                         other => eprintln!("error: cannot pack `{}`: {other}", job.dir.display()),
                     }
                 }
