@@ -20,6 +20,8 @@ pub enum FormatError {
         #[source]
         source: std::io::Error,
     },
+    #[error("it is {kind}, not a pack file")]
+    NotAFile { path: PathBuf, kind: &'static str },
     #[error("the pack is truncated: {len} bytes, the header alone needs {needed}")]
     TooSmall { len: u64, needed: u64 },
     #[error("not a ppyc pack (bad magic)")]

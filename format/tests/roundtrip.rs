@@ -56,6 +56,36 @@ fn write_failures_say_write() {
 }
 
 #[test]
+fn opening_what_is_not_a_pack_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Pack::open(dir.path()).unwrap_err();
+    assert_eq!(err.to_string(), "it is a directory, not a pack file");
+    let short = dir.path().join("short");
+    std::fs::write(&short, b"hello\n").unwrap();
+    assert!(matches!(Pack::open(&short), Err(FormatError::BadMagic)));
+    std::fs::write(&short, b"\x89PP").unwrap(); // a prefix of the magic: truncated
+    assert!(matches!(
+        Pack::open(&short),
+        Err(FormatError::TooSmall { len: 3, .. })
+    ));
+    let pack = build(small_modules());
+    std::fs::write(&short, &pack[..100]).unwrap();
+    assert!(matches!(
+        Pack::open(&short),
+        Err(FormatError::TooSmall { len: 100, .. })
+    ));
+    std::fs::write(&short, b"").unwrap();
+    assert!(matches!(
+        Pack::open(&short),
+        Err(FormatError::TooSmall { len: 0, .. })
+    ));
+    assert!(matches!(
+        Pack::from_bytes(b"hello"),
+        Err(FormatError::BadMagic)
+    ));
+}
+
+#[test]
 fn deterministic_whatever_the_insertion_order() {
     let a = build(small_modules());
     let mut reversed = small_modules();

@@ -396,3 +396,50 @@ def test_a_package_directory_is_refused(tree: Path) -> None:
     # A directory whose name is not an identifier is no package, whatever it holds.
     write(tree.parent, {"not-a-pkg/__init__.py": "", "not-a-pkg/m.py": ""})
     assert run_ppyc("compile", tree.parent / "not-a-pkg").code == 0
+
+
+def test_messages_of_inspect_and_verify(tree: Path, tmp_path: Path) -> None:
+    # A missing path: said once, without a repeated cause.
+    r = run_ppyc("inspect", tmp_path / "nonexistent")
+    assert (
+        r.code == 1 and r.err == f"error: no such file or directory: `{tmp_path / 'nonexistent'}`\n"
+    )
+    # A directory without a pack: what to do about it.
+    for command in ("inspect", "verify"):
+        r = run_ppyc(command, tree)
+        assert r.code == 1, r
+        assert r.err.startswith(f"error: no pack here: `{tree}` has no pack for {CACHE_TAG}"), r
+        assert r.err.endswith(f"; run `ppyc compile {tree}`\n"), r
+    # A file that is not a pack, however short.
+    (tmp_path / "notes.txt").write_text("hello\n")
+    r = run_ppyc("verify", tmp_path / "notes.txt")
+    assert (
+        r.code == 1 and r.err == f"error: `{tmp_path / 'notes.txt'}`: not a ppyc pack (bad magic)\n"
+    )
+    # A directory where the pack should be.
+    (tree / PACK).mkdir(parents=True)
+    r = run_ppyc("inspect", tree)
+    assert r.code == 1, r
+    assert r.err == (
+        f"error: cannot open pack `{tree / PACK}`\n"
+        "  caused by: it is a directory, not a pack file\n"
+    )
+    with pytest.raises(IsADirectoryError, match="it is a directory, not a pack file"):
+        ppyc.Pack(tree / PACK)
+    (tree / PACK).rmdir()
+    # One module, and a forced rebuild that changes nothing.
+    write(tmp_path, {"one/m.py": "X = 1\n"})
+    r = run_ppyc("compile", tmp_path / "one")
+    assert r.code == 0 and "Packed 1 module of" in r.out, r
+    r = run_ppyc("compile", "--force", tmp_path / "one")
+    assert r.code == 0, r
+    assert "already up to date" not in r.out, r
+    assert "rebuilt from scratch (--force): identical to the pack on disk" in r.out, r
+
+
+@pytest.mark.parametrize("command", ["status", "compile"])
+def test_python_option_with_a_program_that_is_no_python(tree: Path, command: str) -> None:
+    r = run_ppyc(command, "--python", "/bin/true", *([tree] if command == "compile" else []))
+    assert r.code == 1, r
+    assert r.err.startswith("error: `/bin/true` could not be queried"), r
+    assert not (tree / PACK).exists()

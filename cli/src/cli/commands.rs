@@ -117,8 +117,9 @@ pub(crate) fn compile(py: Python<'_>, args: &CompileArgs) -> anyhow::Result<i32>
                     }
                     if !quiet {
                         out!(
-                            "Packed {} modules of `{}` into `{}` ({}) in {:.2}s",
+                            "Packed {} {} of `{}` into `{}` ({}) in {:.2}s",
                             s.modules,
+                            if s.modules == 1 { "module" } else { "modules" },
                             s.dir.display(),
                             s.pack_path.display(),
                             human_bytes(s.bytes),
@@ -159,8 +160,10 @@ pub(crate) fn compile(py: Python<'_>, args: &CompileArgs) -> anyhow::Result<i32>
                         } else if verbose {
                             out!("  {} directory listings recorded", s.dirs_recorded);
                         }
-                        if s.unchanged {
+                        if s.unchanged && incremental {
                             out!("  the pack was already up to date: not rewritten");
+                        } else if s.unchanged {
+                            out!("  rebuilt from scratch (--force): identical to the pack on disk, which is left as it is");
                         }
                     }
                     if verbose {
@@ -214,12 +217,36 @@ fn describe(h: &ppyc_format::Header) -> String {
     )
 }
 
+/// The pack a `PACK|DIR` argument names: the file, or the directory's pack for this
+/// interpreter; else what to say (a missing file, a directory without a pack).
+fn named_pack(arg: &std::path::Path, interp: &Interpreter) -> Result<PathBuf, String> {
+    if arg.is_dir() {
+        let pack = pack_of_dir(arg, &interp.cache_tag, interp.optimize);
+        if std::fs::symlink_metadata(&pack).is_err() {
+            return Err(format!(
+                "no pack here: `{}` has no pack for {} (looked for `{}`); run `ppyc compile {}`",
+                arg.display(),
+                interp.cache_tag,
+                pack.display(),
+                arg.display()
+            ));
+        }
+        return Ok(pack);
+    }
+    if std::fs::symlink_metadata(arg).is_err() && !arg.exists() {
+        return Err(format!("no such file or directory: `{}`", arg.display()));
+    }
+    Ok(arg.to_path_buf())
+}
+
 pub(crate) fn inspect(py: Python<'_>, args: &InspectArgs) -> anyhow::Result<i32> {
-    let path = if args.pack.is_dir() {
-        let interp = crate::interp::current(py).context("cannot describe this interpreter")?;
-        pack_of_dir(&args.pack, &interp.cache_tag, interp.optimize)
-    } else {
-        args.pack.clone()
+    let interp = crate::interp::current(py).context("cannot describe this interpreter")?;
+    let path = match named_pack(&args.pack, &interp) {
+        Ok(path) => path,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Ok(FAILURE);
+        }
     };
     let pack =
         Pack::open(&path).with_context(|| format!("cannot open pack `{}`", path.display()))?;
@@ -477,16 +504,17 @@ pub(crate) fn verify(py: Python<'_>, args: &VerifyArgs) -> anyhow::Result<i32> {
             .filter(|p| p.exists())
             .collect()
     } else {
-        args.packs
-            .iter()
-            .map(|p| {
-                if p.is_dir() {
-                    pack_of_dir(p, &interp.cache_tag, interp.optimize)
-                } else {
-                    p.clone()
+        let mut found = Vec::new();
+        for arg in &args.packs {
+            match named_pack(arg, &interp) {
+                Ok(path) => found.push(path),
+                Err(message) => {
+                    eprintln!("error: {message}");
+                    return Ok(FAILURE);
                 }
-            })
-            .collect()
+            }
+        }
+        found
     };
     if packs.is_empty() {
         eprintln!("error: no pack to verify (run `ppyc compile` first, or name a pack)");

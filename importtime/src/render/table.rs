@@ -253,8 +253,7 @@ pub fn table(report: &Report, top: usize) -> String {
 /// What a median ratio ppyc/stock means, in words: a factor with the digits that show the
 /// difference, or "the same" when it is less than 0.5 % either way (where two decimals
 /// would print `1.00x`).
-#[must_use]
-pub fn verdict(ratio: f64) -> String {
+fn verdict(ratio: f64) -> String {
     if !(ratio.is_finite() && ratio > 0.0) {
         return "no ratio".to_owned();
     }
