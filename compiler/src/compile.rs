@@ -40,8 +40,8 @@ pub struct BuildOptions {
     pub excludes: Vec<String>,
     /// Worker processes for compiling.
     pub jobs: usize,
-    /// Time limit for compiling one file.
-    pub timeout: Duration,
+    /// Time limit for compiling one file (`None`: no limit).
+    pub timeout: Option<Duration>,
     /// Reuse records of the previous pack whose source is unchanged.
     pub incremental: bool,
     /// Write the `.pyc` of compiled sources to `__pycache__` (as `compileall` does).
@@ -67,7 +67,7 @@ impl Default for BuildOptions {
             optimize: 0,
             excludes: Vec::new(),
             jobs: std::thread::available_parallelism().map_or(1, usize::from),
-            timeout: Duration::from_secs(60),
+            timeout: Some(Duration::from_secs(60)),
             incremental: true,
             write_pyc: true,
             images: None,
@@ -444,7 +444,7 @@ fn make_images(
             options.jobs.clamp(1, pending.len()),
             workers::Timeouts {
                 startup: Some(Duration::from_secs(30)),
-                per_file: Some(options.timeout),
+                per_file: options.timeout,
             },
             &images.native,
         )?;
@@ -717,7 +717,7 @@ pub fn build_pack(
             options.jobs.clamp(1, to_compile.len()),
             workers::Timeouts {
                 startup: Some(Duration::from_secs(30)),
-                per_file: Some(options.timeout),
+                per_file: options.timeout,
             },
         )?;
         let results = pool.compile_all(jobs, |_, _| reporter.on_progress(1));

@@ -443,3 +443,19 @@ def test_python_option_with_a_program_that_is_no_python(tree: Path, command: str
     assert r.code == 1, r
     assert r.err.startswith("error: `/bin/true` could not be queried"), r
     assert not (tree / PACK).exists()
+
+
+def test_jobs_and_timeout_options(tree: Path) -> None:
+    for command in ("compile", "verify"):
+        r = run_ppyc(command, "-j", "0", tree)
+        assert r.code == 2, r
+        assert "at least 1 process is needed (leave -j out for one per core)" in r.err, r
+        for bad in ("-1", "soon", "inf"):
+            r = run_ppyc(command, f"--timeout={bad}", tree)
+            assert r.code == 2 and "--timeout" in r.err, r
+    # `0` and `none` turn the limit off.
+    for off in ("0", "none"):
+        r = run_ppyc("compile", "--force", "--timeout", off, "-j", "1", tree)
+        assert r.code == 0, r
+        assert run_ppyc("verify", "--timeout", off, tree).code == 0
+    assert "`0` or `none`: no limit" in run_ppyc("compile", "--help").out

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 use ppyc_compiler::compile::{BuildError, BuildOptions, ImageOptions, STDLIB_EXCLUDES, build_pack};
@@ -14,15 +14,10 @@ use pyo3::prelude::*;
 
 use super::args::{CompileArgs, InspectArgs, PackMode, VerifyArgs};
 use super::progress::BarReporter;
-use super::{FAILURE, SUCCESS, USAGE, human_bytes, out, pack_of_dir};
-
-fn timeout(seconds: f64) -> Option<Duration> {
-    (seconds.is_finite() && seconds > 0.0).then(|| Duration::from_secs_f64(seconds))
-}
+use super::{FAILURE, SUCCESS, human_bytes, out, pack_of_dir};
 
 fn jobs(jobs: Option<usize>) -> usize {
-    jobs.filter(|&j| j > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+    jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
 }
 
 /// One directory to pack.
@@ -34,10 +29,7 @@ struct Job {
 }
 
 pub(crate) fn compile(py: Python<'_>, args: &CompileArgs) -> anyhow::Result<i32> {
-    let Some(timeout) = timeout(args.timeout) else {
-        eprintln!("error: --timeout must be a positive number of seconds");
-        return Ok(USAGE);
-    };
+    let timeout = args.timeout.0;
     let interp = crate::interp::current(py).context("cannot describe this interpreter")?;
     let optimize = args.optimize.unwrap_or(interp.optimize);
     let mut plan: Vec<Job> = args
@@ -491,10 +483,7 @@ fn verify_interp(py: Python<'_>) -> anyhow::Result<Interpreter> {
 }
 
 pub(crate) fn verify(py: Python<'_>, args: &VerifyArgs) -> anyhow::Result<i32> {
-    let Some(timeout) = timeout(args.timeout) else {
-        eprintln!("error: --timeout must be a positive number of seconds");
-        return Ok(USAGE);
-    };
+    let timeout = args.timeout.0;
     let interp = verify_interp(py)?;
     let packs: Vec<PathBuf> = if args.packs.is_empty() {
         interp
