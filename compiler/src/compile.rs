@@ -49,6 +49,9 @@ pub struct BuildOptions {
     /// Make an image pack (image mode): every module gets an image where the target can
     /// make one. `None`: a marshal pack.
     pub images: Option<ImageOptions>,
+    /// Pack the directory even when it is a package or lies in one of the interpreter's
+    /// `sys.path` directories (it is itself a `sys.path` entry all the same).
+    pub sys_path_entry: bool,
 }
 
 /// How to make images (`spec/FORMAT.md` §10).
@@ -71,6 +74,7 @@ impl Default for BuildOptions {
             incremental: true,
             write_pyc: true,
             images: None,
+            sys_path_entry: false,
         }
     }
 }
@@ -138,7 +142,7 @@ pub enum BuildError {
     #[error(
         "`{dir}` is a package (it has `{init}`): its modules are imported as `{package}.…`, \
          so they are packed with the `sys.path` directory that holds the package: \
-         `ppyc compile {parent}`"
+         `ppyc compile {parent}` (if `{dir}` itself is on `sys.path`, add `--sys-path-entry`)"
     )]
     IsPackage {
         dir: PathBuf,
@@ -149,7 +153,7 @@ pub enum BuildError {
     #[error(
         "`{dir}` is inside `{parent}`, a `sys.path` directory of this interpreter: its \
          modules are imported as `{package}.…`, so they are packed with it: \
-         `ppyc compile {parent}`"
+         `ppyc compile {parent}` (if `{dir}` itself is on `sys.path`, add `--sys-path-entry`)"
     )]
     InsideSysPath {
         dir: PathBuf,
@@ -596,7 +600,9 @@ pub fn build_pack(
         Ok(m) if !m.is_dir() => return Err(BuildError::NotADirectory(dir.to_path_buf())),
         Ok(_) => {}
     }
-    check_not_a_package(dir, interp)?;
+    if !options.sys_path_entry {
+        check_not_a_package(dir, interp)?;
+    }
     let version = marshal::PyVersion::from_magic(interp.pyc_magic)
         .ok_or(BuildError::UnsupportedMagic(interp.pyc_magic))?;
     let opt_level = pyc::OptLevel::try_from(options.optimize)

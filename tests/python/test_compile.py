@@ -387,12 +387,16 @@ def test_a_package_directory_is_refused(tree: Path) -> None:
     assert (
         f"error: `{tree / 'pkg'}` is a package (it has `__init__.py`): its modules are "
         f"imported as `pkg.…`, so they are packed with the `sys.path` directory that holds "
-        f"the package: `ppyc compile {tree}`"
+        f"the package: `ppyc compile {tree}` (if `{tree / 'pkg'}` itself is on `sys.path`, "
+        "add `--sys-path-entry`)"
     ) in r.err
     assert not (tree / "pkg" / PACK).exists()
     nested = run_ppyc("compile", tree / "pkg" / "sub")
     assert nested.code == 1 and "imported as `pkg.sub.…`" in nested.err, nested
     assert f"`ppyc compile {tree}`" in nested.err
+    # A package directory that is itself on sys.path, said so.
+    r = run_ppyc("compile", "--sys-path-entry", tree / "pkg")
+    assert r.code == 0 and (tree / "pkg" / PACK).exists(), r
     # A directory whose name is not an identifier is no package, whatever it holds.
     write(tree.parent, {"not-a-pkg/__init__.py": "", "not-a-pkg/m.py": ""})
     assert run_ppyc("compile", tree.parent / "not-a-pkg").code == 0

@@ -373,7 +373,8 @@ def kinds_of(report: dict, step: str = "") -> dict[str, str]:
 
 
 def compile_pack(root: Path, *args: str) -> None:
-    result = run_ppyc("compile", *args, root)
+    # Some trees are `sys.path` entries with an `__init__.py` (d1): packed all the same.
+    result = run_ppyc("compile", "--sys-path-entry", *args, root)
     assert result.code == 0, result
 
 

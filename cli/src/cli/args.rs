@@ -134,6 +134,10 @@ pub(crate) struct CompileArgs {
     /// contains TEXT. Repeatable.
     #[arg(long, value_name = "TEXT")]
     pub(crate) exclude: Vec<String>,
+    /// Pack the named directories even if one is a package (has an `__init__`) or lies in
+    /// a `sys.path` directory of this interpreter: it is itself on `sys.path` all the same.
+    #[arg(long)]
+    pub(crate) sys_path_entry: bool,
     /// Do not write `.pyc` files for the sources ppyc compiles.
     #[arg(long)]
     pub(crate) no_write_pyc: bool,

@@ -75,6 +75,7 @@ pub(crate) fn compile(py: Python<'_>, args: &CompileArgs) -> anyhow::Result<i32>
     let jobs = jobs(args.jobs);
     let incremental = !args.force;
     let write_pyc = !args.no_write_pyc;
+    let sys_path_entry = args.sys_path_entry;
     py.detach(move || {
         let started = Instant::now();
         let mut failed = false;
@@ -94,6 +95,7 @@ pub(crate) fn compile(py: Python<'_>, args: &CompileArgs) -> anyhow::Result<i32>
                 incremental,
                 write_pyc,
                 images: images.clone(),
+                sys_path_entry,
             };
             match build_pack(&job.dir, &interp, &options, &reporter) {
                 Ok(s) => {
