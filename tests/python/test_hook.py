@@ -200,6 +200,40 @@ def test_a_pack_inside_a_package_never_shadows_the_trees_pack(lib: Path, tmp_pat
     assert pack_stats(stats, lib / "hpkg")["fallbacks"] == {}
 
 
+def test_modules_whose_file_names_are_not_identifiers_are_served(tmp_path: Path) -> None:
+    # Names real code imports: `sysconfig`'s `_sysconfigdata_…-linux-gnu`, the tables rich
+    # imports with `import_module` (`rich._unicode_data.unicode17-0-0`).
+    root = tmp_path / "odd"
+    write(
+        root,
+        {
+            "_sysconfigdata__linux_x86_64-linux-gnu.py": "build_time_vars = {'X': 1}\n",
+            "rpkg/__init__.py": "",
+            "rpkg/_unicode_data/__init__.py": "",
+            "rpkg/_unicode_data/unicode17-0-0.py": "TABLE = (1, 2, 3)\n",
+            "1digit.py": "ONE = 1\n",
+        },
+    )
+    assert run_ppyc("compile", root).code == 0
+    names = [
+        "_sysconfigdata__linux_x86_64-linux-gnu",
+        "rpkg",
+        "rpkg._unicode_data",
+        "rpkg._unicode_data.unicode17-0-0",
+        "1digit",
+    ]
+    code = f"NAMES = {names!r}\n" + DUMP
+    stock = run_py(code, [root], hook=False)
+    assert stock.returncode == 0, stock.stderr
+    packed = run_py(code + "\nprint(json.dumps(ppyc.stats()))", [root])
+    assert packed.returncode == 0, packed.stderr
+    assert json.loads(packed.stdout.splitlines()[0]) == json.loads(stock.stdout)
+    stats = json.loads(packed.stdout.splitlines()[1])
+    # Each module once at import, once more for the DUMP's own get_code().
+    assert pack_stats(stats, root)["served"] == 2 * len(names), stats
+    assert pack_stats(stats, root)["fallbacks"] == {}
+
+
 def test_edited_source_runs_the_new_code(lib: Path) -> None:
     (lib / "hmod.py").write_text("VALUE = 'edited'\n\n\ndef f():\n    return VALUE\n")
     stats, _ = stats_of("import hmod; print(hmod.VALUE)", [lib])
