@@ -40,8 +40,8 @@ pub struct BuildOptions {
     pub excludes: Vec<String>,
     /// Worker processes for compiling.
     pub jobs: usize,
-    /// Time limit for compiling one file.
-    pub timeout: Duration,
+    /// Time limit for compiling one file (`None`: no limit).
+    pub timeout: Option<Duration>,
     /// Reuse records of the previous pack whose source is unchanged.
     pub incremental: bool,
     /// Write the `.pyc` of compiled sources to `__pycache__` (as `compileall` does).
@@ -49,6 +49,9 @@ pub struct BuildOptions {
     /// Make an image pack (image mode): every module gets an image where the target can
     /// make one. `None`: a marshal pack.
     pub images: Option<ImageOptions>,
+    /// Pack the directory even when it is a package or lies in one of the interpreter's
+    /// `sys.path` directories (it is itself a `sys.path` entry all the same).
+    pub sys_path_entry: bool,
 }
 
 /// How to make images (`spec/FORMAT.md` §10).
@@ -67,10 +70,11 @@ impl Default for BuildOptions {
             optimize: 0,
             excludes: Vec::new(),
             jobs: std::thread::available_parallelism().map_or(1, usize::from),
-            timeout: Duration::from_secs(60),
+            timeout: Some(Duration::from_secs(60)),
             incremental: true,
             write_pyc: true,
             images: None,
+            sys_path_entry: false,
         }
     }
 }
@@ -134,6 +138,27 @@ pub enum BuildError {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    #[error(
+        "`{dir}` is a package (it has `{init}`): its modules are imported as `{package}.…`, \
+         so they are packed with the `sys.path` directory that holds the package: \
+         `ppyc compile {parent}` (if `{dir}` itself is on `sys.path`, add `--sys-path-entry`)"
+    )]
+    IsPackage {
+        dir: PathBuf,
+        init: String,
+        package: String,
+        parent: PathBuf,
+    },
+    #[error(
+        "`{dir}` is inside `{parent}`, a `sys.path` directory of this interpreter: its \
+         modules are imported as `{package}.…`, so they are packed with it: \
+         `ppyc compile {parent}` (if `{dir}` itself is on `sys.path`, add `--sys-path-entry`)"
+    )]
+    InsideSysPath {
+        dir: PathBuf,
+        package: String,
+        parent: PathBuf,
     },
     #[error("CPython with pyc magic {0:?} is not supported")]
     UnsupportedMagic([u8; 4]),
@@ -439,7 +464,7 @@ fn make_images(
             options.jobs.clamp(1, pending.len()),
             workers::Timeouts {
                 startup: Some(Duration::from_secs(30)),
-                per_file: Some(options.timeout),
+                per_file: options.timeout,
             },
             &images.native,
         )?;
@@ -479,6 +504,97 @@ fn make_images(
     Ok(())
 }
 
+/// The `__init__` file that makes `dir` a regular package for `interp`, if any.
+fn package_init(dir: &Path, interp: &Interpreter) -> Option<String> {
+    [".py".to_owned(), ".pyc".to_owned()]
+        .iter()
+        .chain(&interp.extension_suffixes)
+        .map(|suffix| format!("__init__{suffix}"))
+        .find(|init| dir.join(init).is_file())
+}
+
+/// Refuses a directory that is not a `sys.path` entry but a package, or a namespace portion
+/// of one of the interpreter's `sys.path` directories: a pack of it would name its modules
+/// as top-level modules (`a` for `mypkg/a.py`), which the import system never asks for.
+fn check_not_a_package(dir: &Path, interp: &Interpreter) -> Result<(), BuildError> {
+    let Ok(real) = std::fs::canonicalize(dir) else {
+        return Ok(()); // reported by the build itself
+    };
+    let roots: Vec<PathBuf> = interp
+        .site_packages
+        .iter()
+        .chain(interp.user_site.as_ref())
+        .chain([&interp.stdlib, &interp.platstdlib])
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .collect();
+    if roots.contains(&real) {
+        return Ok(());
+    }
+    // `dir`'s ancestor `n` levels up, as the user spelled `dir` where possible.
+    let up_from = |n: usize, real_up: &Path| {
+        let normal = dir
+            .components()
+            .rev()
+            .take(n)
+            .filter(|c| matches!(c, std::path::Component::Normal(_)))
+            .count();
+        match dir.ancestors().nth(n) {
+            Some(p) if normal == n && p.as_os_str().is_empty() => PathBuf::from("."),
+            Some(p) if normal == n => p.to_path_buf(),
+            _ => real_up.to_path_buf(),
+        }
+    };
+    let name_of = |p: &Path| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .filter(|n| crate::walk::is_identifier(n))
+            .map(str::to_owned)
+    };
+    // Up from `dir` through identifier names: to one of the interpreter's `sys.path`
+    // directories (then `dir` is a package or portion of it), else to the top of the
+    // packages `dir` is in.
+    let init = package_init(&real, interp);
+    let (mut names, mut at, mut top) = (Vec::new(), real.as_path(), None);
+    while let (Some(name), Some(up)) = (name_of(at), at.parent()) {
+        names.push(name);
+        if top.is_none() && init.is_some() && package_init(up, interp).is_none() {
+            top = Some((names.len(), up));
+        }
+        if roots.iter().any(|r| r == up) {
+            names.reverse();
+            let package = names.join(".");
+            let parent = up_from(names.len(), up);
+            return Err(match init {
+                Some(init) => BuildError::IsPackage {
+                    dir: dir.to_path_buf(),
+                    init,
+                    package,
+                    parent,
+                },
+                None => BuildError::InsideSysPath {
+                    dir: dir.to_path_buf(),
+                    package,
+                    parent,
+                },
+            });
+        }
+        at = up;
+    }
+    match (init, top) {
+        (Some(init), Some((n, up))) => {
+            let mut package: Vec<String> = names[..n].to_vec();
+            package.reverse();
+            Err(BuildError::IsPackage {
+                dir: dir.to_path_buf(),
+                init,
+                package: package.join("."),
+                parent: up_from(n, up),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Builds (or rebuilds) the pack of `dir` for `interp`.
 pub fn build_pack(
     dir: &Path,
@@ -499,6 +615,9 @@ pub fn build_pack(
         }
         Ok(m) if !m.is_dir() => return Err(BuildError::NotADirectory(dir.to_path_buf())),
         Ok(_) => {}
+    }
+    if !options.sys_path_entry {
+        check_not_a_package(dir, interp)?;
     }
     let version = marshal::PyVersion::from_magic(interp.pyc_magic)
         .ok_or(BuildError::UnsupportedMagic(interp.pyc_magic))?;
@@ -620,7 +739,7 @@ pub fn build_pack(
             options.jobs.clamp(1, to_compile.len()),
             workers::Timeouts {
                 startup: Some(Duration::from_secs(30)),
-                per_file: Some(options.timeout),
+                per_file: options.timeout,
             },
         )?;
         let results = pool.compile_all(jobs, |_, _| reporter.on_progress(1));
@@ -722,10 +841,7 @@ pub fn build_pack(
                     .recursive(true)
                     .mode(0o700)
                     .create(c)
-                    .map_err(|e| ppyc_format::FormatError::Io {
-                        path: c.to_path_buf(),
-                        source: e,
-                    })
+                    .map_err(|e| ppyc_format::FormatError::write(c, e))
             });
             if let Err(e) = created.and_then(|()| ppyc_format::write_atomic(&cache, &bytes)) {
                 return Err(BuildError::NoWritableLocation {
@@ -744,4 +860,96 @@ pub fn build_pack(
     reporter.on_finish();
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn interpreter(site: &Path) -> Interpreter {
+        Interpreter {
+            implementation: "cpython".into(),
+            executable: PathBuf::from("/usr/bin/python3"),
+            hexversion: 0x030c_00f0,
+            cache_tag: "cpython-312".into(),
+            pyc_magic: [0xcb, 0x0d, 0x0d, 0x0a],
+            optimize: 0,
+            extension_suffixes: vec![".abi3.so".into(), ".so".into()],
+            site_packages: vec![site.to_path_buf()],
+            user_site: None,
+            stdlib: PathBuf::from("/nonexistent/lib"),
+            platstdlib: PathBuf::from("/nonexistent/lib"),
+            prefix: PathBuf::from("/nonexistent"),
+            base_prefix: PathBuf::from("/nonexistent"),
+            dont_write_bytecode: false,
+            pycache_prefix: None,
+        }
+    }
+
+    fn touch(root: &Path, rel: &str) {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, b"").unwrap();
+    }
+
+    #[test]
+    fn packages_and_portions_of_sys_path_directories_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let site = d.path().join("site-packages");
+        for f in [
+            "pkg/__init__.py",
+            "pkg/sub/__init__.py",
+            "pkg/data/x.py",
+            "ns/inner/m.py",
+            "extpkg/__init__.abi3.so",
+            "elsewhere/pkg/__init__.py",
+            "elsewhere/plain/m.py",
+        ] {
+            touch(&site, f);
+        }
+        touch(d.path(), "proj/src/m.py");
+        let interp = interpreter(&site);
+        let refused = |rel: &str| match check_not_a_package(&site.join(rel), &interp) {
+            Err(BuildError::IsPackage {
+                package, parent, ..
+            }) => format!("package {package} in {}", parent.display()),
+            Err(BuildError::InsideSysPath {
+                package, parent, ..
+            }) => format!("portion {package} in {}", parent.display()),
+            Err(e) => format!("{e}"),
+            Ok(()) => "ok".into(),
+        };
+        let s = site.display();
+        assert_eq!(refused("pkg"), format!("package pkg in {s}"));
+        assert_eq!(refused("pkg/sub"), format!("package pkg.sub in {s}"));
+        assert_eq!(refused("extpkg"), format!("package extpkg in {s}"));
+        assert_eq!(refused("pkg/data"), format!("portion pkg.data in {s}"));
+        assert_eq!(refused("ns"), format!("portion ns in {s}"));
+        assert_eq!(refused("ns/inner"), format!("portion ns.inner in {s}"));
+        assert_eq!(
+            refused("elsewhere/pkg"),
+            format!("package elsewhere.pkg in {s}")
+        );
+        assert_eq!(
+            refused("elsewhere/plain"),
+            format!("portion elsewhere.plain in {s}")
+        );
+        assert_eq!(refused(""), "ok");
+        // Not below a `sys.path` directory, no `__init__`: any directory may be packed.
+        assert!(check_not_a_package(&d.path().join("proj/src"), &interp).is_ok());
+        assert!(check_not_a_package(&d.path().join("proj"), &interp).is_ok());
+        touch(d.path(), "proj/lib/__init__.py");
+        touch(d.path(), "proj/lib/inner/__init__.py");
+        let proj = d.path().join("proj");
+        let refused_at = |p: &Path| match check_not_a_package(p, &interp) {
+            Err(BuildError::IsPackage {
+                package, parent, ..
+            }) => format!("package {package} in {}", parent.display()),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(
+            refused_at(&proj.join("lib/inner")),
+            format!("package lib.inner in {}", proj.display())
+        );
+    }
 }

@@ -100,7 +100,7 @@ pub fn verify_pack(
     pack_path: &Path,
     interp: &Interpreter,
     jobs: usize,
-    timeout: Duration,
+    timeout: Option<Duration>,
     reporter: &dyn Reporter,
 ) -> Result<VerifyOutcome, VerifyError> {
     let pack = Pack::open(pack_path)?;
@@ -171,7 +171,7 @@ pub fn verify_pack(
             jobs.clamp(1, to_compare.len()),
             workers::Timeouts {
                 startup: Some(Duration::from_secs(30)),
-                per_file: Some(timeout),
+                per_file: timeout,
             },
         )?;
         let jobs = to_compare

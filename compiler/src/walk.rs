@@ -4,10 +4,15 @@
 //! extension module, then a `.py` module, then a namespace package portion.
 //!
 //! What ppyc packs: `.py` modules and regular packages (`__init__.py`), including those
-//! inside namespace packages. What it leaves to the stock importer: namespace packages
-//! themselves, extension modules (and `.py` files they shadow), sourceless `.pyc` modules,
-//! packages whose `__init__` is an extension or sourceless, and everything whose name is not
-//! importable (`*.dist-info`, `__pycache__`, names with dashes or dots, non-UTF-8 names).
+//! inside namespace packages. A module's file name need not be an identifier: the stock
+//! `FileFinder` finds `NAME.py` for any requested `NAME` without a dot, and real code asks for
+//! such names (`sysconfig` imports `_sysconfigdata__linux_x86_64-linux-gnu`, `importlib.
+//! import_module("unicode17-0-0")`); directories are entered only through identifiers.
+//! What it leaves to the stock importer: namespace packages themselves, extension modules
+//! (and `.py` files they shadow), sourceless `.pyc` modules, packages whose `__init__` is an
+//! extension or sourceless, and every name no import can ask for (`*.dist-info`, dotted
+//! file names, `.py`, non-UTF-8 names), and packages whose directory name is not an
+//! identifier (with the `.py` module of the same name they shadow).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -166,7 +171,33 @@ fn visit(
     let mut names: BTreeSet<&str> = listing.dirs.iter().map(String::as_str).collect();
     names.extend(listing.files.iter().filter_map(|f| f.strip_suffix(".py")));
     for name in names {
-        if !is_identifier(name) || name == "__init__" {
+        if name.is_empty() || name.contains('.') || name == "__init__" {
+            continue; // no import asks for these names
+        }
+        if !is_identifier(name) {
+            // A module file whose name is not an identifier (the walk does not enter such
+            // directories): found by the stock finder unless a package directory of that
+            // name comes first (its `__init__` with any loader suffix) or an extension
+            // module shadows it.
+            let file = format!("{name}.py");
+            let dir = root.join(join(name));
+            let package_first = std::iter::once(".py")
+                .chain(std::iter::once(".pyc"))
+                .chain(options.extension_suffixes.iter().map(String::as_str))
+                .any(|suffix| dir.join(format!("__init__{suffix}")).is_file());
+            let rel = join(&file);
+            if listing.files.contains(&file)
+                && !package_first
+                && !is_extension(&listing.files, name)
+                && !excluded(&rel)
+            {
+                out.push(SourceModule {
+                    name: format!("{prefix}{name}"),
+                    is_package: false,
+                    source: root.join(&rel),
+                    rel_path: rel,
+                });
+            }
             continue;
         }
         let qualified = format!("{prefix}{name}");
@@ -279,7 +310,14 @@ mod tests {
             "foo-1.0.dist-info/METADATA",
             "bad-name/mod.py",
             "bad-name.py",
+            "dashed-pkg/__init__.py",
+            "dashed-pkg.py",
+            "dashed-ext.py",
+            "dashed-ext.abi3.so",
+            "pkg/unicode17-0-0.py",
+            "_sysconfigdata__linux_x86_64-linux-gnu.py",
             "dotted.name.py",
+            ".py",
             "__pycache__/top.cpython-312.pyc",
             "caf\u{e9}.py",
             "\u{65e5}\u{672c}/__init__.py",
@@ -297,6 +335,13 @@ mod tests {
         };
         let got = names(r, &options);
         let want: Vec<(String, bool, String)> = [
+            ("1digit", false, "1digit.py"),
+            (
+                "_sysconfigdata__linux_x86_64-linux-gnu",
+                false,
+                "_sysconfigdata__linux_x86_64-linux-gnu.py",
+            ),
+            ("bad-name", false, "bad-name.py"),
             ("both", true, "both/__init__.py"),
             ("caf\u{e9}", false, "caf\u{e9}.py"),
             ("ns.portion", false, "ns/portion.py"),
@@ -306,6 +351,7 @@ mod tests {
             ("pkg.nsdir.inner", false, "pkg/nsdir/inner.py"),
             ("pkg.sub", true, "pkg/sub/__init__.py"),
             ("pkg.sub.deep", false, "pkg/sub/deep.py"),
+            ("pkg.unicode17-0-0", false, "pkg/unicode17-0-0.py"),
             ("top", false, "top.py"),
             ("\u{65e5}\u{672c}", true, "\u{65e5}\u{672c}/__init__.py"),
         ]

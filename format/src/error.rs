@@ -14,6 +14,14 @@ pub enum FormatError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot write `{path}`: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("it is {kind}, not a pack file")]
+    NotAFile { path: PathBuf, kind: &'static str },
     #[error("the pack is truncated: {len} bytes, the header alone needs {needed}")]
     TooSmall { len: u64, needed: u64 },
     #[error("not a ppyc pack (bad magic)")]
@@ -81,6 +89,15 @@ pub enum FormatError {
 impl FormatError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A failure to write (or create) `path`.
+    #[must_use]
+    pub fn write(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Write {
             path: path.into(),
             source,
         }

@@ -216,6 +216,12 @@ impl Header {
     /// of `spec/FORMAT.md` §8. Constant work: the header, its digest and the table only.
     pub(crate) fn parse(bytes: &[u8]) -> Result<(Self, Vec<SectionEntry>), FormatError> {
         let len = bytes.len() as u64;
+        // A file that does not begin with the magic is not a pack, whatever its size; one
+        // that does (or is empty) and is too short is a truncated pack.
+        let start = &bytes[..bytes.len().min(MAGIC.len())];
+        if start != &MAGIC[..start.len()] {
+            return Err(FormatError::BadMagic);
+        }
         if bytes.len() < HEADER_SIZE {
             return Err(FormatError::TooSmall {
                 len,

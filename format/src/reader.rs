@@ -163,13 +163,36 @@ impl Pack {
     ///
     /// Constant work whatever the pack's size: records and payloads are checked when read.
     pub fn open(path: &Path) -> Result<Self, FormatError> {
-        let file = File::open(path).map_err(|e| FormatError::io(path, e))?;
+        // Only a regular file can be mapped (a directory would say `ENODEV`), and opening a
+        // FIFO would block.
+        let kind = std::fs::metadata(path)
+            .map_err(|e| FormatError::io(path, e))?
+            .file_type();
+        if kind.is_dir() {
+            return Err(FormatError::NotAFile {
+                path: path.to_path_buf(),
+                kind: "a directory",
+            });
+        }
+        if !kind.is_file() {
+            return Err(FormatError::NotAFile {
+                path: path.to_path_buf(),
+                kind: "not a regular file",
+            });
+        }
+        let mut file = File::open(path).map_err(|e| FormatError::io(path, e))?;
         let len = file.metadata().map_err(|e| FormatError::io(path, e))?.len();
         if len < crate::HEADER_SIZE as u64 {
-            return Err(FormatError::TooSmall {
-                len,
-                needed: crate::HEADER_SIZE as u64,
-            });
+            // Too short to map: its bytes say whether it is a truncated pack or no pack.
+            let mut start = Vec::new();
+            std::io::Read::read_to_end(&mut file, &mut start)
+                .map_err(|e| FormatError::io(path, e))?;
+            return Err(Header::parse(&start)
+                .err()
+                .unwrap_or(FormatError::TooSmall {
+                    len,
+                    needed: crate::HEADER_SIZE as u64,
+                }));
         }
         // SAFETY: the map is read-only and private to this process. ppyc never modifies a
         // pack in place (writers create a new file and rename it over the old one, see

@@ -280,26 +280,26 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FormatError> {
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| FormatError::io(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| FormatError::write(dir, e))?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".__ppyc__")
         .suffix(".tmp")
         .tempfile_in(dir)
-        .map_err(|e| FormatError::io(dir, e))?;
+        .map_err(|e| FormatError::write(dir, e))?;
     tmp.write_all(bytes)
-        .map_err(|e| FormatError::io(tmp.path(), e))?;
+        .map_err(|e| FormatError::write(tmp.path(), e))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         tmp.as_file()
             .set_permissions(std::fs::Permissions::from_mode(0o644))
-            .map_err(|e| FormatError::io(tmp.path(), e))?;
+            .map_err(|e| FormatError::write(tmp.path(), e))?;
     }
     tmp.as_file()
         .sync_all()
-        .map_err(|e| FormatError::io(tmp.path(), e))?;
+        .map_err(|e| FormatError::write(tmp.path(), e))?;
     tmp.persist(path)
-        .map_err(|e| FormatError::io(path, e.error))?;
+        .map_err(|e| FormatError::write(path, e.error))?;
     if let Ok(d) = std::fs::File::open(dir) {
         // Best effort: some filesystems refuse fsync on a directory.
         let _ = d.sync_all();

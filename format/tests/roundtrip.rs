@@ -29,6 +29,63 @@ fn round_trip() {
 }
 
 #[test]
+fn write_failures_say_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("__pycache__");
+    std::fs::write(&blocker, b"a file where the directory should be").unwrap();
+    // Creating the directory fails.
+    let err = ppyc_format::write_atomic(&blocker.join("p.ppyc"), b"x").unwrap_err();
+    assert!(matches!(err, FormatError::Write { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "cannot write `{}`: File exists (os error 17)",
+            blocker.display()
+        )
+    );
+    // Renaming over a directory fails.
+    let target = dir.path().join("taken");
+    std::fs::create_dir(&target).unwrap();
+    std::fs::write(target.join("inside"), b"").unwrap();
+    let err = ppyc_format::write_atomic(&target, b"x").unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with(&format!("cannot write `{}`: ", target.display())),
+        "{err}"
+    );
+}
+
+#[test]
+fn opening_what_is_not_a_pack_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Pack::open(dir.path()).unwrap_err();
+    assert_eq!(err.to_string(), "it is a directory, not a pack file");
+    let short = dir.path().join("short");
+    std::fs::write(&short, b"hello\n").unwrap();
+    assert!(matches!(Pack::open(&short), Err(FormatError::BadMagic)));
+    std::fs::write(&short, b"\x89PP").unwrap(); // a prefix of the magic: truncated
+    assert!(matches!(
+        Pack::open(&short),
+        Err(FormatError::TooSmall { len: 3, .. })
+    ));
+    let pack = build(small_modules());
+    std::fs::write(&short, &pack[..100]).unwrap();
+    assert!(matches!(
+        Pack::open(&short),
+        Err(FormatError::TooSmall { len: 100, .. })
+    ));
+    std::fs::write(&short, b"").unwrap();
+    assert!(matches!(
+        Pack::open(&short),
+        Err(FormatError::TooSmall { len: 0, .. })
+    ));
+    assert!(matches!(
+        Pack::from_bytes(b"hello"),
+        Err(FormatError::BadMagic)
+    ));
+}
+
+#[test]
 fn deterministic_whatever_the_insertion_order() {
     let a = build(small_modules());
     let mut reversed = small_modules();

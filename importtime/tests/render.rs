@@ -325,3 +325,23 @@ fn trace_of(r: &Report, mode: &str) {
         .collect();
     assert_eq!(names, ["stock: import pkg", "ppyc: import pkg"]);
 }
+
+#[test]
+fn a_ratio_near_one_is_the_same_not_1_00x() {
+    let verdict = |median: f64| {
+        let mut r = report();
+        r.wall.ratio.median = median;
+        let t = table(&r, 20);
+        let line = t
+            .lines()
+            .find(|l| l.contains("ratio ppyc/stock"))
+            .unwrap_or_else(|| panic!("{t}"))
+            .to_owned();
+        line.rsplit(": ").next().unwrap().to_owned()
+    };
+    assert_eq!(verdict(1.004), "the same (within 0.5 %)");
+    assert_eq!(verdict(0.996), "the same (within 0.5 %)");
+    assert_eq!(verdict(1.0), "the same (within 0.5 %)");
+    assert_eq!(verdict(1.006), "ppyc 1.01x slower");
+    assert_eq!(verdict(0.5), "ppyc 2.00x faster");
+}

@@ -167,6 +167,15 @@ impl Pack {
                 mode: OnceLock::new(),
             }),
             Err(ppyc_format::FormatError::Io { source, .. }) => Err(source.into()),
+            Err(
+                e @ ppyc_format::FormatError::NotAFile {
+                    kind: "a directory",
+                    ..
+                },
+            ) => Err(pyo3::exceptions::PyIsADirectoryError::new_err(format!(
+                "`{}`: {e}",
+                path.display()
+            ))),
             Err(e) => Err(value_error(&e)),
         }
     }

@@ -30,9 +30,9 @@ def mode_env(mode: str) -> dict[str, str]:
 
 
 def mode_line() -> str:
-    """The line `ppyc compile` prints about the mode, for a pack of 8 fresh modules."""
+    """The line `ppyc compile` prints about the mode, for a pack of 9 fresh modules."""
     if IMAGES:
-        return "  image mode: 8 of 8 modules have an image (8 made now)\n"
+        return "  image mode: 9 of 9 modules have an image (9 made now)\n"
     return f"  marshal mode: {_IMAGE_NOTE}\n"
 
 

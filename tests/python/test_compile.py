@@ -14,6 +14,7 @@ from conftest import CACHE_TAG, FIXTURE, filtered, mode_line, run_ppyc, write
 
 PACK = f"__pycache__/__ppyc__.{CACHE_TAG}.ppyc"
 EXPECTED = {
+    "bad-name": False,  # found by `import_module("bad-name")`, as stock
     "caf\u00e9": False,
     "latin": False,
     "ns.portion": False,
@@ -67,9 +68,9 @@ def test_summary_and_incremental_reuse(tree: Path) -> None:
     first = run_ppyc("compile", tree)
     assert first.code == 0, first
     assert filtered(first.out, tree.parent) == (
-        "Packed 8 modules of `[TMP]/site` into `[TMP]/site/__pycache__/__ppyc__.[TAG].ppyc`"
+        "Packed 9 modules of `[TMP]/site` into `[TMP]/site/__pycache__/__ppyc__.[TAG].ppyc`"
         " ([SIZE]) in [TIME]\n"
-        "  0 from .pyc, 8 compiled (8 .pyc written), 0 reused from the previous pack, 0 skipped\n"
+        "  0 from .pyc, 9 compiled (9 .pyc written), 0 reused from the previous pack, 0 skipped\n"
         + mode_line()
     )
     # Nothing changed: every module comes from the previous pack (or its fresh .pyc).
@@ -93,7 +94,7 @@ def test_reuse_from_previous_pack_without_pycs(tree: Path) -> None:
             f.unlink()
     r = run_ppyc("compile", "--no-write-pyc", tree)
     assert r.code == 0
-    assert "8 reused from the previous pack" in r.out, r
+    assert "9 reused from the previous pack" in r.out, r
 
 
 def test_deterministic(tree: Path) -> None:
@@ -125,7 +126,7 @@ def test_deterministic_whatever_the_hash_seed(tree: Path) -> None:
     for seed in ("1", "2", "random"):
         r = run_ppyc("compile", "--force", "--no-write-pyc", tree, env={"PYTHONHASHSEED": seed})
         assert r.code == 0, r
-        assert "9 compiled" in r.out, r
+        assert "10 compiled" in r.out, r
         packs.append((tree / PACK).read_bytes())
     assert packs[0] == packs[1] == packs[2]
 
@@ -180,7 +181,7 @@ def test_verify_compares_sets_as_sets(tree: Path) -> None:
     assert pack.payload("sets") == data[16:]
     ok = run_ppyc("verify", tree)
     assert ok.code == 0, ok
-    assert "OK, 9 modules match their sources" in ok.out, ok
+    assert "OK, 10 modules match their sources" in ok.out, ok
     # Another element is another set.
     (tree / "sets.py").write_text(SETS.replace("'pi'", "'pj'"))
     os.utime(tree / "sets.py", ns=(pack.record("sets")["source_mtime_ns"],) * 2)
@@ -248,6 +249,19 @@ def test_unwritable_pycache_uses_the_user_cache(tree: Path, cache_home: dict[str
     assert len(list(Path(cache_home["XDG_CACHE_HOME"]).glob("ppyc/site-*.ppyc"))) == 1
 
 
+def test_no_writable_location_is_one_clear_error(tree: Path, tmp_path: Path) -> None:
+    (tree / "__pycache__").write_text("in the way")
+    (tmp_path / "cache").write_text("not a directory")
+    r = run_ppyc("compile", tree, env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert r.code == 1, r
+    assert r.err == (
+        f"error: cannot write a pack for `{tree}`: "
+        f"`{tree / PACK}` is not writable "
+        f"(`{tree / '__pycache__'}`: File exists (os error 17)) and neither is the user "
+        f"cache (cannot write `{tmp_path / 'cache' / 'ppyc'}`: Not a directory (os error 20))\n"
+    )
+
+
 def test_optimize_levels(tree: Path) -> None:
     for level in (1, 2):
         assert run_ppyc("compile", "--optimize", str(level), tree).code == 0
@@ -283,7 +297,7 @@ def test_verify_reports_stale_and_missing_sources(tree: Path) -> None:
     assert run_ppyc("compile", tree).code == 0
     ok = run_ppyc("verify", tree)
     assert ok.code == 0, ok
-    assert "OK, 8 modules match their sources" in ok.out
+    assert "OK, 9 modules match their sources" in ok.out
     (tree / "top.py").write_text("X = 2\n")
     (tree / "pkg" / "sub" / "deep.py").unlink()
     bad = run_ppyc("verify", tree)
@@ -368,3 +382,89 @@ def test_default_target_is_site_packages(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert f"Packed {len(EXPECTED)} modules of `{site}`" in proc.stdout
     assert (site / PACK).exists()
+
+
+def test_a_package_directory_is_refused(tree: Path) -> None:
+    # `site/pkg` is a package: a pack of it would name `pkg/mod.py` `mod`, which is never
+    # imported by that name; the modules are packed with `site`.
+    r = run_ppyc("compile", tree / "pkg")
+    assert r.code == 1, r
+    assert (
+        f"error: `{tree / 'pkg'}` is a package (it has `__init__.py`): its modules are "
+        f"imported as `pkg.…`, so they are packed with the `sys.path` directory that holds "
+        f"the package: `ppyc compile {tree}` (if `{tree / 'pkg'}` itself is on `sys.path`, "
+        "add `--sys-path-entry`)"
+    ) in r.err
+    assert not (tree / "pkg" / PACK).exists()
+    nested = run_ppyc("compile", tree / "pkg" / "sub")
+    assert nested.code == 1 and "imported as `pkg.sub.…`" in nested.err, nested
+    assert f"`ppyc compile {tree}`" in nested.err
+    # A package directory that is itself on sys.path, said so.
+    r = run_ppyc("compile", "--sys-path-entry", tree / "pkg")
+    assert r.code == 0 and (tree / "pkg" / PACK).exists(), r
+    # A directory whose name is not an identifier is no package, whatever it holds.
+    write(tree.parent, {"not-a-pkg/__init__.py": "", "not-a-pkg/m.py": ""})
+    assert run_ppyc("compile", tree.parent / "not-a-pkg").code == 0
+
+
+def test_messages_of_inspect_and_verify(tree: Path, tmp_path: Path) -> None:
+    # A missing path: said once, without a repeated cause.
+    r = run_ppyc("inspect", tmp_path / "nonexistent")
+    assert (
+        r.code == 1 and r.err == f"error: no such file or directory: `{tmp_path / 'nonexistent'}`\n"
+    )
+    # A directory without a pack: what to do about it.
+    for command in ("inspect", "verify"):
+        r = run_ppyc(command, tree)
+        assert r.code == 1, r
+        assert r.err.startswith(f"error: no pack here: `{tree}` has no pack for {CACHE_TAG}"), r
+        assert r.err.endswith(f"; run `ppyc compile {tree}`\n"), r
+    # A file that is not a pack, however short.
+    (tmp_path / "notes.txt").write_text("hello\n")
+    r = run_ppyc("verify", tmp_path / "notes.txt")
+    assert (
+        r.code == 1 and r.err == f"error: `{tmp_path / 'notes.txt'}`: not a ppyc pack (bad magic)\n"
+    )
+    # A directory where the pack should be.
+    (tree / PACK).mkdir(parents=True)
+    r = run_ppyc("inspect", tree)
+    assert r.code == 1, r
+    assert r.err == (
+        f"error: cannot open pack `{tree / PACK}`\n"
+        "  caused by: it is a directory, not a pack file\n"
+    )
+    with pytest.raises(IsADirectoryError, match="it is a directory, not a pack file"):
+        ppyc.Pack(tree / PACK)
+    (tree / PACK).rmdir()
+    # One module, and a forced rebuild that changes nothing.
+    write(tmp_path, {"one/m.py": "X = 1\n"})
+    r = run_ppyc("compile", tmp_path / "one")
+    assert r.code == 0 and "Packed 1 module of" in r.out, r
+    r = run_ppyc("compile", "--force", tmp_path / "one")
+    assert r.code == 0, r
+    assert "already up to date" not in r.out, r
+    assert "rebuilt from scratch (--force): identical to the pack on disk" in r.out, r
+
+
+@pytest.mark.parametrize("command", ["status", "compile"])
+def test_python_option_with_a_program_that_is_no_python(tree: Path, command: str) -> None:
+    r = run_ppyc(command, "--python", "/bin/true", *([tree] if command == "compile" else []))
+    assert r.code == 1, r
+    assert r.err.startswith("error: `/bin/true` could not be queried"), r
+    assert not (tree / PACK).exists()
+
+
+def test_jobs_and_timeout_options(tree: Path) -> None:
+    for command in ("compile", "verify"):
+        r = run_ppyc(command, "-j", "0", tree)
+        assert r.code == 2, r
+        assert "at least 1 process is needed (leave -j out for one per core)" in r.err, r
+        for bad in ("-1", "soon", "inf"):
+            r = run_ppyc(command, f"--timeout={bad}", tree)
+            assert r.code == 2 and "--timeout" in r.err, r
+    # `0` and `none` turn the limit off.
+    for off in ("0", "none"):
+        r = run_ppyc("compile", "--force", "--timeout", off, "-j", "1", tree)
+        assert r.code == 0, r
+        assert run_ppyc("verify", "--timeout", off, tree).code == 0
+    assert "`0` or `none`: no limit" in run_ppyc("compile", "--help").out

@@ -373,7 +373,8 @@ def kinds_of(report: dict, step: str = "") -> dict[str, str]:
 
 
 def compile_pack(root: Path, *args: str) -> None:
-    result = run_ppyc("compile", *args, root)
+    # Some trees are `sys.path` entries with an `__init__.py` (d1): packed all the same.
+    result = run_ppyc("compile", "--sys-path-entry", *args, root)
     assert result.code == 0, result
 
 
@@ -617,6 +618,7 @@ STDLIB_SAMPLE = [
     "xml",
 ]
 SPECIAL = [
+    "bad-name",
     "zmod",
     "zpkg",
     "ppyc_no_such_module",
@@ -701,6 +703,7 @@ def test_random_sys_path_orders(tmp_path: Path) -> None:
         "sourceless": "found",  # SourcelessFileLoader
         "stale": "PackLoader",  # found as usual; the pack falls back when loading
         "": "found",  # d1/.py; not in the pack
+        "bad-name": "PackLoader",  # any file name FileFinder finds is packed
         "__init__": "found",  # d1/__init__.py: d1 is no package, its pack does not hold it
         "split": "found",  # d3/split.py (unpacked) after two portions, before the zip
         "portion_then_module": "PackLoader",  # d2's module after d1's namespace portion

@@ -180,6 +180,60 @@ def test_earlier_sys_path_entry_shadows_the_pack(lib: Path, tmp_path: Path) -> N
     assert proc.stdout.split() == ["local", str(local / "hmod.py")]
 
 
+def test_a_pack_inside_a_package_never_shadows_the_trees_pack(lib: Path, tmp_path: Path) -> None:
+    # A pack in `lib/hpkg/__pycache__` built as if `lib/hpkg` were a `sys.path` entry (its
+    # records `sub`, `deep.leaf`, ...; `ppyc compile` refuses to build it there, but a copy
+    # can be packed and moved in): it serves those names when `lib/hpkg` is on sys.path,
+    # and never `hpkg.sub`, which the pack of `lib` holds.
+    copy = tmp_path / "hcopy"
+    shutil.copytree(lib / "hpkg", copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "__init__.py").unlink()
+    assert run_ppyc("compile", copy).code == 0
+    shutil.copy2(pack_path(copy), pack_path(lib / "hpkg"))
+    stats, err = stats_of("import hpkg.sub, hpkg.deep.leaf", [lib], env={"PPYC_VERBOSE": "1"})
+    assert pack_stats(stats, lib)["served"] == 4, (stats, err)
+    assert pack_stats(stats, lib)["fallbacks"] == {}, err
+    assert "not in the pack" not in err
+    # The same directory as a sys.path entry: its own pack serves its top-level names.
+    stats, err = stats_of("import sub, deep.leaf", [lib / "hpkg"])
+    assert pack_stats(stats, lib / "hpkg")["served"] == 3, (stats, err)  # sub, deep, deep.leaf
+    assert pack_stats(stats, lib / "hpkg")["fallbacks"] == {}
+
+
+def test_modules_whose_file_names_are_not_identifiers_are_served(tmp_path: Path) -> None:
+    # Names real code imports: `sysconfig`'s `_sysconfigdata_…-linux-gnu`, the tables rich
+    # imports with `import_module` (`rich._unicode_data.unicode17-0-0`).
+    root = tmp_path / "odd"
+    write(
+        root,
+        {
+            "_sysconfigdata__linux_x86_64-linux-gnu.py": "build_time_vars = {'X': 1}\n",
+            "rpkg/__init__.py": "",
+            "rpkg/_unicode_data/__init__.py": "",
+            "rpkg/_unicode_data/unicode17-0-0.py": "TABLE = (1, 2, 3)\n",
+            "1digit.py": "ONE = 1\n",
+        },
+    )
+    assert run_ppyc("compile", root).code == 0
+    names = [
+        "_sysconfigdata__linux_x86_64-linux-gnu",
+        "rpkg",
+        "rpkg._unicode_data",
+        "rpkg._unicode_data.unicode17-0-0",
+        "1digit",
+    ]
+    code = f"NAMES = {names!r}\n" + DUMP
+    stock = run_py(code, [root], hook=False)
+    assert stock.returncode == 0, stock.stderr
+    packed = run_py(code + "\nprint(json.dumps(ppyc.stats()))", [root])
+    assert packed.returncode == 0, packed.stderr
+    assert json.loads(packed.stdout.splitlines()[0]) == json.loads(stock.stdout)
+    stats = json.loads(packed.stdout.splitlines()[1])
+    # Each module once at import, once more for the DUMP's own get_code().
+    assert pack_stats(stats, root)["served"] == 2 * len(names), stats
+    assert pack_stats(stats, root)["fallbacks"] == {}
+
+
 def test_edited_source_runs_the_new_code(lib: Path) -> None:
     (lib / "hmod.py").write_text("VALUE = 'edited'\n\n\ndef f():\n    return VALUE\n")
     stats, _ = stats_of("import hmod; print(hmod.VALUE)", [lib])

@@ -121,12 +121,12 @@ pub(crate) struct CompileArgs {
     /// Exit with status 1 if any module had to be left out.
     #[arg(long)]
     pub(crate) strict: bool,
-    /// Compiler processes (default: one per core).
-    #[arg(long, short = 'j', value_name = "N")]
+    /// Compiler processes, at least 1 (default: one per core).
+    #[arg(long, short = 'j', value_name = "N", value_parser = parse_jobs)]
     pub(crate) jobs: Option<usize>,
-    /// Time limit for compiling one file, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
-    pub(crate) timeout: f64,
+    /// Time limit for compiling one file, in seconds; `0` or `none`: no limit.
+    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_time_limit)]
+    pub(crate) timeout: TimeLimit,
     /// Rebuild from scratch, ignoring the previous pack.
     #[arg(long)]
     pub(crate) force: bool,
@@ -134,6 +134,10 @@ pub(crate) struct CompileArgs {
     /// contains TEXT. Repeatable.
     #[arg(long, value_name = "TEXT")]
     pub(crate) exclude: Vec<String>,
+    /// Pack the named directories even if one is a package (has an `__init__`) or lies in
+    /// a `sys.path` directory of this interpreter: it is itself on `sys.path` all the same.
+    #[arg(long)]
+    pub(crate) sys_path_entry: bool,
     /// Do not write `.pyc` files for the sources ppyc compiles.
     #[arg(long)]
     pub(crate) no_write_pyc: bool,
@@ -177,14 +181,48 @@ pub(crate) struct VerifyArgs {
     /// Verify with another interpreter (it must have ppyc installed).
     #[arg(long, value_name = "PATH")]
     pub(crate) python: Option<PathBuf>,
-    /// Compiler processes (default: one per core).
-    #[arg(long, short = 'j', value_name = "N")]
+    /// Compiler processes, at least 1 (default: one per core).
+    #[arg(long, short = 'j', value_name = "N", value_parser = parse_jobs)]
     pub(crate) jobs: Option<usize>,
-    /// Time limit for compiling one file, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
-    pub(crate) timeout: f64,
+    /// Time limit for compiling one file, in seconds; `0` or `none`: no limit.
+    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_time_limit)]
+    pub(crate) timeout: TimeLimit,
     /// Also load every module's image in a fresh process and compare it with
     /// `marshal.loads` of the same payload (every attribute, constants, positions, `dis`).
     #[arg(long)]
     pub(crate) deep: bool,
+}
+
+/// `--timeout`: a time limit, or none.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct TimeLimit(pub(crate) Option<std::time::Duration>);
+
+/// `--timeout SECONDS`: a positive number of seconds, or `0`/`none` for no limit.
+fn parse_time_limit(text: &str) -> Result<TimeLimit, String> {
+    if text.eq_ignore_ascii_case("none") {
+        return Ok(TimeLimit(None));
+    }
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds (or `none`)"))?;
+    if seconds == 0.0 {
+        return Ok(TimeLimit(None));
+    }
+    if !seconds.is_finite() || seconds < 0.0 {
+        return Err(format!(
+            "`{text}` is not a positive number of seconds (`0` or `none`: no limit)"
+        ));
+    }
+    std::time::Duration::try_from_secs_f64(seconds)
+        .map(|d| TimeLimit(Some(d)))
+        .map_err(|e| format!("`{text}`: {e}"))
+}
+
+/// `-j N`: at least one process.
+fn parse_jobs(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("at least 1 process is needed (leave -j out for one per core)".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{text}` is not a number of processes")),
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 use ppyc_compiler::compile::{BuildError, BuildOptions, ImageOptions, STDLIB_EXCLUDES, build_pack};
@@ -14,15 +14,10 @@ use pyo3::prelude::*;
 
 use super::args::{CompileArgs, InspectArgs, PackMode, VerifyArgs};
 use super::progress::BarReporter;
-use super::{FAILURE, SUCCESS, USAGE, human_bytes, out, pack_of_dir};
-
-fn timeout(seconds: f64) -> Option<Duration> {
-    (seconds.is_finite() && seconds > 0.0).then(|| Duration::from_secs_f64(seconds))
-}
+use super::{FAILURE, SUCCESS, human_bytes, out, pack_of_dir};
 
 fn jobs(jobs: Option<usize>) -> usize {
-    jobs.filter(|&j| j > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+    jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
 }
 
 /// One directory to pack.
@@ -34,10 +29,7 @@ struct Job {
 }
 
 pub(crate) fn compile(py: Python<'_>, args: &CompileArgs) -> anyhow::Result<i32> {
-    let Some(timeout) = timeout(args.timeout) else {
-        eprintln!("error: --timeout must be a positive number of seconds");
-        return Ok(USAGE);
-    };
+    let timeout = args.timeout.0;
     let interp = crate::interp::current(py).context("cannot describe this interpreter")?;
     let optimize = args.optimize.unwrap_or(interp.optimize);
     let mut plan: Vec<Job> = args
@@ -83,6 +75,7 @@ pub(crate) fn compile(py: Python<'_>, args: &CompileArgs) -> anyhow::Result<i32>
     let jobs = jobs(args.jobs);
     let incremental = !args.force;
     let write_pyc = !args.no_write_pyc;
+    let sys_path_entry = args.sys_path_entry;
     py.detach(move || {
         let started = Instant::now();
         let mut failed = false;
@@ -102,6 +95,7 @@ pub(crate) fn compile(py: Python<'_>, args: &CompileArgs) -> anyhow::Result<i32>
                 incremental,
                 write_pyc,
                 images: images.clone(),
+                sys_path_entry,
             };
             match build_pack(&job.dir, &interp, &options, &reporter) {
                 Ok(s) => {
@@ -117,8 +111,9 @@ pub(crate) fn compile(py: Python<'_>, args: &CompileArgs) -> anyhow::Result<i32>
                     }
                     if !quiet {
                         out!(
-                            "Packed {} modules of `{}` into `{}` ({}) in {:.2}s",
+                            "Packed {} {} of `{}` into `{}` ({}) in {:.2}s",
                             s.modules,
+                            if s.modules == 1 { "module" } else { "modules" },
                             s.dir.display(),
                             s.pack_path.display(),
                             human_bytes(s.bytes),
@@ -159,8 +154,10 @@ pub(crate) fn compile(py: Python<'_>, args: &CompileArgs) -> anyhow::Result<i32>
                         } else if verbose {
                             out!("  {} directory listings recorded", s.dirs_recorded);
                         }
-                        if s.unchanged {
+                        if s.unchanged && incremental {
                             out!("  the pack was already up to date: not rewritten");
+                        } else if s.unchanged {
+                            out!("  rebuilt from scratch (--force): identical to the pack on disk, which is left as it is");
                         }
                     }
                     if verbose {
@@ -172,7 +169,11 @@ pub(crate) fn compile(py: Python<'_>, args: &CompileArgs) -> anyhow::Result<i32>
                 Err(e) => {
                     failed = true;
                     match e {
-                        BuildError::Missing(_) | BuildError::NotADirectory(_) => eprintln!("error: {e}"),
+                        BuildError::Missing(_)
+                        | BuildError::NotADirectory(_)
+                        | BuildError::IsPackage { .. }
+                        | BuildError::InsideSysPath { .. }
+                        | BuildError::NoWritableLocation { .. } => eprintln!("error: {e}"),
                         other => eprintln!("error: cannot pack `{}`: {other}", job.dir.display()),
                     }
                 }
@@ -210,12 +211,36 @@ fn describe(h: &ppyc_format::Header) -> String {
     )
 }
 
+/// The pack a `PACK|DIR` argument names: the file, or the directory's pack for this
+/// interpreter; else what to say (a missing file, a directory without a pack).
+fn named_pack(arg: &std::path::Path, interp: &Interpreter) -> Result<PathBuf, String> {
+    if arg.is_dir() {
+        let pack = pack_of_dir(arg, &interp.cache_tag, interp.optimize);
+        if std::fs::symlink_metadata(&pack).is_err() {
+            return Err(format!(
+                "no pack here: `{}` has no pack for {} (looked for `{}`); run `ppyc compile {}`",
+                arg.display(),
+                interp.cache_tag,
+                pack.display(),
+                arg.display()
+            ));
+        }
+        return Ok(pack);
+    }
+    if std::fs::symlink_metadata(arg).is_err() && !arg.exists() {
+        return Err(format!("no such file or directory: `{}`", arg.display()));
+    }
+    Ok(arg.to_path_buf())
+}
+
 pub(crate) fn inspect(py: Python<'_>, args: &InspectArgs) -> anyhow::Result<i32> {
-    let path = if args.pack.is_dir() {
-        let interp = crate::interp::current(py).context("cannot describe this interpreter")?;
-        pack_of_dir(&args.pack, &interp.cache_tag, interp.optimize)
-    } else {
-        args.pack.clone()
+    let interp = crate::interp::current(py).context("cannot describe this interpreter")?;
+    let path = match named_pack(&args.pack, &interp) {
+        Ok(path) => path,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Ok(FAILURE);
+        }
     };
     let pack =
         Pack::open(&path).with_context(|| format!("cannot open pack `{}`", path.display()))?;
@@ -460,10 +485,7 @@ fn verify_interp(py: Python<'_>) -> anyhow::Result<Interpreter> {
 }
 
 pub(crate) fn verify(py: Python<'_>, args: &VerifyArgs) -> anyhow::Result<i32> {
-    let Some(timeout) = timeout(args.timeout) else {
-        eprintln!("error: --timeout must be a positive number of seconds");
-        return Ok(USAGE);
-    };
+    let timeout = args.timeout.0;
     let interp = verify_interp(py)?;
     let packs: Vec<PathBuf> = if args.packs.is_empty() {
         interp
@@ -473,16 +495,17 @@ pub(crate) fn verify(py: Python<'_>, args: &VerifyArgs) -> anyhow::Result<i32> {
             .filter(|p| p.exists())
             .collect()
     } else {
-        args.packs
-            .iter()
-            .map(|p| {
-                if p.is_dir() {
-                    pack_of_dir(p, &interp.cache_tag, interp.optimize)
-                } else {
-                    p.clone()
+        let mut found = Vec::new();
+        for arg in &args.packs {
+            match named_pack(arg, &interp) {
+                Ok(path) => found.push(path),
+                Err(message) => {
+                    eprintln!("error: {message}");
+                    return Ok(FAILURE);
                 }
-            })
-            .collect()
+            }
+        }
+        found
     };
     if packs.is_empty() {
         eprintln!("error: no pack to verify (run `ppyc compile` first, or name a pack)");

@@ -65,11 +65,19 @@ pub(crate) fn main(py: Python<'_>, argv: Vec<String>) -> i32 {
         Ok(code) => code,
         Err(err) => {
             let mut chain = err.chain();
+            let mut last = String::new();
             if let Some(first) = chain.next() {
-                eprintln!("error: {first}");
+                last = first.to_string();
+                eprintln!("error: {last}");
             }
             for cause in chain {
-                eprintln!("  caused by: {cause}");
+                // Errors that print their cause in their own message (`cannot read `x`:
+                // No such file …`) are not followed by it again.
+                let cause = cause.to_string();
+                if !last.ends_with(&cause) {
+                    eprintln!("  caused by: {cause}");
+                }
+                last = cause;
             }
             FAILURE
         }
@@ -80,9 +88,16 @@ pub(crate) fn main(py: Python<'_>, argv: Vec<String>) -> i32 {
 /// arguments through without `--python`.
 fn delegate(python: &Path, argv: &[String]) -> anyhow::Result<i32> {
     let probe = Process::new(python)
-        .args(["-c", "import ppyc._native"])
+        .args(["-c", "import ppyc._native; print('ppyc-probe-ok')"])
         .output()
         .map_err(|e| anyhow::anyhow!("cannot run `{}`: {e}", python.display()))?;
+    if probe.status.success() && !String::from_utf8_lossy(&probe.stdout).contains("ppyc-probe-ok") {
+        anyhow::bail!(
+            "`{}` could not be queried: it exited with status 0 but printed nothing for `-c \
+             \"import ppyc._native; print(…)\"` (is it a Python interpreter?)",
+            python.display()
+        );
+    }
     if !probe.status.success() {
         let stderr = String::from_utf8_lossy(&probe.stderr);
         let last = stderr.lines().last().unwrap_or("").trim();

@@ -61,13 +61,7 @@ pub fn table(report: &Report, top: usize) -> String {
     };
     line(&mut o, "stock", &w.stock);
     line(&mut o, "ppyc", &w.ppyc);
-    let verdict = if w.ratio.median > 0.0 && w.ratio.median < 1.0 {
-        format!("ppyc {:.2}x faster", 1.0 / w.ratio.median)
-    } else if w.ratio.median > 1.0 {
-        format!("ppyc {:.2}x slower", w.ratio.median)
-    } else {
-        "no difference".to_owned()
-    };
+    let verdict = verdict(w.ratio.median);
     let _ = writeln!(
         o,
         "  ratio ppyc/stock, pair by pair: median {:.3} (min {:.3}, max {:.3}): {verdict}",
@@ -254,4 +248,23 @@ pub fn table(report: &Report, top: usize) -> String {
         );
     }
     o
+}
+
+/// What a median ratio ppyc/stock means, in words: a factor with the digits that show the
+/// difference, or "the same" when it is less than 0.5 % either way (where two decimals
+/// would print `1.00x`).
+fn verdict(ratio: f64) -> String {
+    if !(ratio.is_finite() && ratio > 0.0) {
+        return "no ratio".to_owned();
+    }
+    let (factor, word) = if ratio < 1.0 {
+        (1.0 / ratio, "faster")
+    } else {
+        (ratio, "slower")
+    };
+    if factor < 1.005 {
+        "the same (within 0.5 %)".to_owned()
+    } else {
+        format!("ppyc {factor:.2}x {word}")
+    }
 }

@@ -79,6 +79,24 @@ fn mtime(path: &str) -> Option<(f64, Stamp)> {
     })
 }
 
+/// The directory whose pack can hold module `name` found in directory `dir`: `dir` for a
+/// top-level name; for `a.b.c` found in `…/a/b`, the directory holding `a`, whose pack
+/// names the module `a.b.c` (`spec/IMPORT.md`, "Which pack serves a directory"). So a pack
+/// built for `…/a/b` itself (its modules named as if `…/a/b` were on `sys.path`) serves
+/// only top-level names and never shadows the records of the tree's pack. When `dir` does
+/// not end in the package's names (a `__path__` made by hand), `dir` itself.
+fn package_root<'a>(dir: &'a str, name: &str) -> &'a str {
+    let mut root = dir.trim_end_matches('/');
+    let mut parents = name.rsplit('.').skip(1);
+    for part in parents.by_ref() {
+        match root.rsplit_once('/') {
+            Some((up, last)) if last == part && !up.is_empty() => root = up,
+            _ => return dir,
+        }
+    }
+    root
+}
+
 impl Hook {
     /// The directory of a stock `FileFinder` (`None` for any other finder).
     fn directory(
@@ -366,7 +384,7 @@ impl Hook {
         origin: &Bound<'_, PyString>,
         is_package: bool,
     ) -> Result<Served, Option<String>> {
-        let Some(entry) = self.pack_for(py, &dir.path) else {
+        let Some(entry) = self.pack_for(py, package_root(&dir.path, name)) else {
             return Err(Some("no pack for its directory".into()));
         };
         let fallback = |reason: &str| {
