@@ -628,13 +628,14 @@ pub fn build_pack(
         path: dir.to_path_buf(),
         source,
     })?;
-    let in_tree = ppyc_format::in_tree_pack_path(dir, &target.cache_tag, options.optimize);
-    let in_cache = ppyc_format::cache_dir()
-        .map(|c| ppyc_format::cache_pack_path(&c, &real, &target.cache_tag, options.optimize));
+    let candidates = ppyc_format::PackCandidates::of(dir, &target.cache_tag, options.optimize);
+    let in_tree = candidates.in_tree.clone();
+    let in_cache = candidates.cache_pack().map(Path::to_path_buf);
 
     let previous = if options.incremental {
-        let mut candidates = vec![in_tree.as_path()];
-        candidates.extend(in_cache.as_deref());
+        // The pack that serves the directory first (`spec/FORMAT.md` §2 "Precedence").
+        let existing: Vec<PathBuf> = candidates.existing().into_iter().map(|(p, _)| p).collect();
+        let candidates: Vec<&Path> = existing.iter().map(PathBuf::as_path).collect();
         previous_pack(&candidates, &target)
     } else {
         None
@@ -806,10 +807,12 @@ pub fn build_pack(
     lap("encode");
     summary.bytes = bytes.len() as u64;
     // An identical pack is left alone: no rewrite, no new inode for running processes.
-    for existing in std::iter::once(&in_tree).chain(in_cache.as_ref()) {
-        if same_contents(existing, &bytes) {
+    // Only the one that serves the directory counts (`spec/FORMAT.md` §2 "Precedence"): an
+    // identical pack that another, newer one hides is written again, and so comes first.
+    if let Some((existing, _)) = candidates.existing().into_iter().next() {
+        if same_contents(&existing, &bytes) {
             summary.unchanged = true;
-            summary.pack_path = existing.clone();
+            summary.pack_path = existing;
             lap("write");
             summary.phases = phases;
             reporter.on_finish();

@@ -74,9 +74,120 @@ pub fn cache_pack_path(
     cache_dir.join(format!("{name}-{}{suffix}", &hash.as_str()[..16]))
 }
 
+/// The two packs that may serve directory `D` itself (§2): in the tree, and in the user
+/// cache (when there is a cache directory and `D` resolves to a real path).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackCandidates {
+    /// `D/__pycache__/__ppyc__.T[.opt-N].ppyc`.
+    pub in_tree: PathBuf,
+    /// The user cache directory and the pack of `D` in it.
+    pub cache: Option<(PathBuf, PathBuf)>,
+}
+
+impl PackCandidates {
+    /// The candidates of `dir` for `cache_tag` and `optimize`.
+    #[must_use]
+    pub fn of(dir: &Path, cache_tag: &str, optimize: u8) -> Self {
+        let cache = cache_dir().and_then(|c| {
+            let real = std::fs::canonicalize(dir).ok()?;
+            let pack = cache_pack_path(&c, &real, cache_tag, optimize);
+            Some((c, pack))
+        });
+        Self {
+            in_tree: in_tree_pack_path(dir, cache_tag, optimize),
+            cache,
+        }
+    }
+
+    /// The user-cache pack, if there is a cache directory.
+    #[must_use]
+    pub fn cache_pack(&self) -> Option<&Path> {
+        self.cache.as_ref().map(|(_, p)| p.as_path())
+    }
+
+    /// The candidates that exist, in the order they are tried (§2 "Precedence"): the one
+    /// written last first. A pack is replaced by renaming a new file over it, so its
+    /// modification time is when it was built: a fresh user-cache pack (built because
+    /// `D/__pycache__` became read-only, or by a background refresh) is preferred over a
+    /// stale in-tree one, and a newer in-tree pack over an old cached one. On a tie the
+    /// in-tree pack comes first.
+    #[must_use]
+    pub fn existing(&self) -> Vec<(PathBuf, std::fs::Metadata)> {
+        let mut found: Vec<(PathBuf, std::fs::Metadata)> = std::iter::once(self.in_tree.clone())
+            .chain(self.cache_pack().map(Path::to_path_buf))
+            .filter_map(|p| std::fs::metadata(&p).ok().map(|m| (p, m)))
+            .collect();
+        if let [(_, a), (_, b)] = found.as_slice() {
+            if written_after(b, a) {
+                found.swap(0, 1);
+            }
+        }
+        found
+    }
+
+    /// The pack that serves `D` if any exists (§2 "Precedence"), else the in-tree path.
+    #[must_use]
+    pub fn preferred(&self) -> PathBuf {
+        self.existing()
+            .into_iter()
+            .next()
+            .map_or_else(|| self.in_tree.clone(), |(p, _)| p)
+    }
+}
+
+/// Whether the file of `a` was modified after that of `b` (§2 "Precedence").
+#[must_use]
+pub fn written_after(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    match (a.modified(), b.modified()) {
+        (Ok(a), Ok(b)) => a > b,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn precedence_is_the_pack_written_last() {
+        let tmp = std::env::temp_dir().join(format!("ppyc-precedence-{}", std::process::id()));
+        let dir = tmp.join("site");
+        let cache = tmp.join("cache");
+        std::fs::create_dir_all(dir.join("__pycache__")).unwrap();
+        std::fs::create_dir_all(&cache).unwrap();
+        let real = std::fs::canonicalize(&dir).unwrap();
+        let c = PackCandidates {
+            in_tree: in_tree_pack_path(&dir, "cpython-312", 0),
+            cache: Some((
+                cache.clone(),
+                cache_pack_path(&cache, &real, "cpython-312", 0),
+            )),
+        };
+        assert!(c.existing().is_empty());
+        assert_eq!(c.preferred(), c.in_tree);
+        let set = |p: &Path, secs: u64| {
+            let f = std::fs::File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(p)
+                .unwrap();
+            f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+                .unwrap();
+        };
+        let cached = c.cache_pack().unwrap().to_path_buf();
+        set(&cached, 1_000);
+        assert_eq!(c.preferred(), cached, "only the cached pack exists");
+        set(&c.in_tree, 2_000);
+        let order: Vec<PathBuf> = c.existing().into_iter().map(|(p, _)| p).collect();
+        assert_eq!(order, [c.in_tree.clone(), cached.clone()], "in-tree is newer");
+        set(&cached, 3_000);
+        let order: Vec<PathBuf> = c.existing().into_iter().map(|(p, _)| p).collect();
+        assert_eq!(order, [cached.clone(), c.in_tree.clone()], "cached is newer");
+        set(&c.in_tree, 3_000);
+        assert_eq!(c.preferred(), c.in_tree, "a tie keeps the in-tree pack first");
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
 
     #[test]
     fn names() {

@@ -118,9 +118,16 @@ def collect() -> dict[str, Any]:
         if not entry or not os.path.isdir(entry):
             continue
         directory = os.path.abspath(entry)
+        # In the order the hook tries them (the one written last first): the first usable
+        # one serves the directory, any other is hidden by it.
         packs = [
             _pack_status(p, directory) for p in _pack_candidates(directory) if os.path.exists(p)
         ]
+        serving = next((p["path"] for p in packs if p["usable"]), None)
+        for p in packs:
+            p["serving"] = p["path"] == serving
+            if p["usable"] and not p["serving"]:
+                p["hidden_by"] = serving
         entries.append({"dir": directory, "packs": packs})
     stats = _native.stats()
     modes = {p["mode"] for e in entries for p in e["packs"] if p.get("usable")}

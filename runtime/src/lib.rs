@@ -97,10 +97,17 @@ mod _native {
         crate::hook::now_ns()
     }
 
-    /// The packs that may serve `directory` itself, in the order they are tried.
+    /// The packs that may serve `directory` itself at optimisation level `optimize`
+    /// (default: this process's): those that exist in the order they are tried, then the
+    /// others.
     #[pyfunction]
-    fn pack_candidates(py: Python<'_>, directory: &str) -> PyResult<Vec<String>> {
-        crate::hook::pack_candidates(py, directory)
+    #[pyo3(signature = (directory, optimize=None))]
+    fn pack_candidates(
+        py: Python<'_>,
+        directory: &str,
+        optimize: Option<u8>,
+    ) -> PyResult<Vec<String>> {
+        crate::hook::pack_candidates(py, directory, optimize)
     }
 
     /// The pack at `path` under the hook's rules: `(pack, None)` when usable, else

@@ -591,6 +591,42 @@ def test_cache_location_pack_is_used(tmp_path: Path, cache_home: dict[str, str])
         (root / "__pycache__").chmod(0o755)
 
 
+def test_the_pack_written_last_serves(tmp_path: Path, cache_home: dict[str, str]) -> None:
+    """A stale in-tree pack does not hide a fresher user-cache pack (built after the
+    directory became read-only), and a newer in-tree pack wins over an old cached one
+    (spec/FORMAT.md section 2, "Precedence")."""
+    root = tmp_path / "site"
+    write(root, {"pmod.py": "V = 1\n", "other.py": "W = 1\n"})
+    assert run_ppyc("compile", root, env=cache_home, unprivileged=True).code == 0
+    in_tree = pack_path(root)
+    assert in_tree.exists()
+    (root / "pmod.py").write_text("V = 22\n")
+    (root / "__pycache__").chmod(0o555)
+    try:
+        result = run_ppyc("compile", root, env=cache_home, unprivileged=True)
+        assert result.code == 0, result
+        assert "the pack is in the user cache" in (result.out + result.err), result
+        code = "import pmod, other; print('V=%d' % pmod.V)"
+        stats, _ = stats_of(code, [root], env=cache_home, unprivileged=True)
+        served = pack_stats(stats, root)
+        assert served["path"].startswith(cache_home["XDG_CACHE_HOME"]), served
+        assert served["served"] == 2 and not served["fallbacks"], served
+        status = run_ppyc("status", env={**cache_home, "PYTHONPATH": str(root)})
+        assert status.code == 0, status
+        assert f"{in_tree}: 2 modules" in status.out, status.out
+        assert "not used: `" + served["path"] + "` was written later" in status.out
+        inspect = run_ppyc("inspect", root, env=cache_home)
+        assert served["path"] in inspect.out, inspect.out
+    finally:
+        (root / "__pycache__").chmod(0o755)
+    # Writable again: the new in-tree pack is the newest and serves.
+    (root / "pmod.py").write_text("V = 333\n")
+    assert run_ppyc("compile", root, env=cache_home, unprivileged=True).code == 0
+    stats, _ = stats_of("import pmod", [root], env=cache_home, unprivileged=True)
+    assert pack_stats(stats, root)["path"] == str(in_tree)
+    assert pack_stats(stats, root)["served"] == 1
+
+
 def test_coverage_measures_packed_code(lib: Path) -> None:
     code = """
         import coverage, json

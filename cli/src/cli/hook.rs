@@ -155,6 +155,12 @@ pub(crate) fn status(py: Python<'_>, args: &StatusArgs) -> anyhow::Result<i32> {
             let path = p["path"].as_str().unwrap_or("?");
             let modules = p["modules"].as_u64().unwrap_or(0);
             let size = p["size"].as_u64().map(human_bytes).unwrap_or_default();
+            if let Some(newer) = p["hidden_by"].as_str() {
+                out!(
+                    "    {path}: {modules} modules, {size}, not used: `{newer}` was written later and serves this directory"
+                );
+                continue;
+            }
             if p["usable"].as_bool().unwrap_or(false) {
                 let mode = match (p["mode"].as_str(), p["mode_reason"].as_str()) {
                     (Some("image"), _) => "image mode".to_owned(),

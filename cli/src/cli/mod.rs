@@ -127,19 +127,8 @@ fn delegate(python: &Path, argv: &[String]) -> anyhow::Result<i32> {
 
 pub(crate) use ppyc_importtime::render::bytes as human_bytes;
 
-/// The pack of `dir` for this interpreter and optimisation level: in the tree, else in
-/// the user cache.
+/// The pack of `dir` for this interpreter and optimisation level: the one that serves it
+/// (`spec/FORMAT.md` §2 "Precedence"), else where it would be in the tree.
 pub(crate) fn pack_of_dir(dir: &Path, cache_tag: &str, optimize: u8) -> PathBuf {
-    let in_tree = ppyc_format::in_tree_pack_path(dir, cache_tag, optimize);
-    if in_tree.exists() {
-        return in_tree;
-    }
-    let cached = std::fs::canonicalize(dir).ok().and_then(|real| {
-        ppyc_format::cache_dir()
-            .map(|c| ppyc_format::cache_pack_path(&c, &real, cache_tag, optimize))
-    });
-    match cached {
-        Some(c) if c.exists() => c,
-        _ => in_tree,
-    }
+    ppyc_format::PackCandidates::of(dir, cache_tag, optimize).preferred()
 }

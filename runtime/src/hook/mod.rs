@@ -446,24 +446,30 @@ pub(crate) fn target(py: Python<'_>) -> PyResult<Target> {
     })
 }
 
-/// Where the packs that may serve `directory` itself are, in the order they are tried: in
-/// the tree, then in the user cache (`spec/FORMAT.md` §2).
-pub(crate) fn pack_candidates(py: Python<'_>, directory: &str) -> PyResult<Vec<String>> {
+/// The packs that may serve `directory` itself for optimisation level `optimize`
+/// (default: this process's): those that exist in the order they are tried (the one written
+/// last first, `spec/FORMAT.md` §2 "Precedence"), then the others.
+pub(crate) fn pack_candidates(
+    py: Python<'_>,
+    directory: &str,
+    optimize: Option<u8>,
+) -> PyResult<Vec<String>> {
     let t = target(py)?;
-    let dir = std::path::Path::new(directory);
-    let mut out = vec![
-        ppyc_format::in_tree_pack_path(dir, &t.cache_tag, t.optimize)
-            .to_string_lossy()
-            .into_owned(),
-    ];
-    if let (Some(cache), Ok(real)) = (ppyc_format::cache_dir(), std::fs::canonicalize(dir)) {
-        out.push(
-            ppyc_format::cache_pack_path(&cache, &real, &t.cache_tag, t.optimize)
-                .to_string_lossy()
-                .into_owned(),
-        );
+    let c = ppyc_format::PackCandidates::of(
+        std::path::Path::new(directory),
+        &t.cache_tag,
+        optimize.unwrap_or(t.optimize),
+    );
+    let mut out: Vec<std::path::PathBuf> = c.existing().into_iter().map(|(p, _)| p).collect();
+    for p in std::iter::once(c.in_tree.as_path()).chain(c.cache_pack()) {
+        if !out.iter().any(|o| o == p) {
+            out.push(p.to_path_buf());
+        }
     }
-    Ok(out)
+    Ok(out
+        .into_iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect())
 }
 
 /// `ppyc status`: the pack at `path` with the rules the hook applies, `(pack or None,

@@ -112,8 +112,21 @@ impl Registry {
             return found.clone();
         }
         let dir = Path::new(directory);
-        let in_tree = ppyc_format::in_tree_pack_path(dir, &target.cache_tag, target.optimize);
-        let mut entry = self.open(py, target, verbose, &in_tree.to_string_lossy(), directory);
+        let candidates =
+            ppyc_format::PackCandidates::of(dir, &target.cache_tag, target.optimize);
+        let mut entry = None;
+        // Its own packs, the one written last first (`spec/FORMAT.md` §2 "Precedence");
+        // a user-cache pack here only beside an in-tree one, else after the walk up.
+        let own = candidates.existing();
+        let has_in_tree = own.iter().any(|(p, _)| *p == candidates.in_tree);
+        if has_in_tree {
+            for (path, _) in &own {
+                entry = self.open_candidate(py, target, verbose, &candidates, path, directory);
+                if entry.is_some() {
+                    break;
+                }
+            }
+        }
         if entry.is_none() {
             let (mut child, mut parent) = (dir, dir.parent());
             while let Some(up) = parent {
@@ -128,23 +141,37 @@ impl Registry {
                 (child, parent) = (up, up.parent());
             }
         }
-        if entry.is_none() {
-            if let (Some(cache), Ok(real)) = (ppyc_format::cache_dir(), std::fs::canonicalize(dir))
-            {
-                let cached =
-                    ppyc_format::cache_pack_path(&cache, &real, &target.cache_tag, target.optimize);
-                entry = self.open_cached(
-                    py,
-                    target,
-                    verbose,
-                    &cache,
-                    &cached.to_string_lossy(),
-                    directory,
-                );
+        if entry.is_none() && !has_in_tree {
+            if let Some(cached) = candidates.cache_pack() {
+                entry = self.open_candidate(py, target, verbose, &candidates, cached, directory);
             }
         }
         self.dirs.insert(directory.to_owned(), entry.clone());
         entry
+    }
+
+    /// One of the packs of `directory` itself: the in-tree pack, or the user-cache pack
+    /// under the rules for it.
+    fn open_candidate(
+        &mut self,
+        py: Python<'_>,
+        target: &Target,
+        verbose: bool,
+        candidates: &ppyc_format::PackCandidates,
+        path: &Path,
+        directory: &str,
+    ) -> Option<Arc<PackEntry>> {
+        match &candidates.cache {
+            Some((cache, cached)) if cached == path => self.open_cached(
+                py,
+                target,
+                verbose,
+                cache,
+                &path.to_string_lossy(),
+                directory,
+            ),
+            _ => self.open(py, target, verbose, &path.to_string_lossy(), directory),
+        }
     }
 
     /// A pack in the user cache: used only when it and the cache directory belong to the
