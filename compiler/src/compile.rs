@@ -691,6 +691,14 @@ pub fn build_pack(
     let mut writer = PackWriter::new(target.clone())?;
     writer.set_meta("generator", concat!("ppyc ", env!("CARGO_PKG_VERSION")));
     writer.set_meta("root", &real.to_string_lossy());
+    if !options.excludes.is_empty() {
+        // For a rebuild with the same options (the runtime's background refresh): a JSON
+        // array, so that any text survives (spec/FORMAT.md §4.2).
+        writer.set_meta(
+            "exclude",
+            &serde_json::to_string(&options.excludes).unwrap_or_default(),
+        );
+    }
     if let Some(images) = &options.images {
         writer.set_layout(images.layout.clone());
     }

@@ -180,12 +180,24 @@ mod tests {
         assert_eq!(c.preferred(), cached, "only the cached pack exists");
         set(&c.in_tree, 2_000);
         let order: Vec<PathBuf> = c.existing().into_iter().map(|(p, _)| p).collect();
-        assert_eq!(order, [c.in_tree.clone(), cached.clone()], "in-tree is newer");
+        assert_eq!(
+            order,
+            [c.in_tree.clone(), cached.clone()],
+            "in-tree is newer"
+        );
         set(&cached, 3_000);
         let order: Vec<PathBuf> = c.existing().into_iter().map(|(p, _)| p).collect();
-        assert_eq!(order, [cached.clone(), c.in_tree.clone()], "cached is newer");
+        assert_eq!(
+            order,
+            [cached.clone(), c.in_tree.clone()],
+            "cached is newer"
+        );
         set(&c.in_tree, 3_000);
-        assert_eq!(c.preferred(), c.in_tree, "a tie keeps the in-tree pack first");
+        assert_eq!(
+            c.preferred(),
+            c.in_tree,
+            "a tie keeps the in-tree pack first"
+        );
         std::fs::remove_dir_all(&tmp).unwrap();
     }
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import site
 import sys
 import sysconfig
 from typing import Any
 
-from ppyc import _native
+from ppyc import _native, _refresh
 
 # `site` processes `.pth` files in the sorted order of their names: this one sorts before
 # the usual ones (`_virtualenv.pth`, `a1_coverage.pth`, `distutils-precedence.pth`,
@@ -18,14 +19,16 @@ PTH_NAME = "00-ppyc.pth"
 LEGACY_PTH_NAMES = ("ppyc.pth",)
 
 
-def pth_line() -> str:
+def pth_line(auto_refresh: bool = True) -> str:
     """The one line of the `.pth` file (site runs lines that start with `import`): unless
     PPYC_DISABLE is set (ignored under -E/-I, as Python ignores its own variables), it
     loads ppyc's small runtime extension by its path, without importing the `ppyc`
     package, and installs the hook. Silent if ppyc was uninstalled without `ppyc
     disable` (the extension is gone). It does nothing once the extension is loaded: in a
     venv, site processes the site-packages directory twice (3.10-3.13: `venv()` and then
-    `main()` both call `addsitepackages`), and so every `.pth` line in it."""
+    `main()` both call `addsitepackages`), and so every `.pth` line in it. With
+    ``auto_refresh=False`` (``ppyc enable --no-auto-refresh``) the hook starts no
+    background refresh of stale packs."""
     path = os.path.abspath(_native.__file__)
     p = repr(path)
     return (
@@ -38,7 +41,8 @@ def pth_line() -> str:
         'and ((t := __import__("time").perf_counter_ns() if "importtime" in sys._xoptions '
         "else 0), "
         "_imp.exec_dynamic(m := _imp.create_dynamic("
-        f'type("spec", (), {{"name": "ppyc._native", "origin": {p}}}))), m.activate({p}, t))\n'
+        f'type("spec", (), {{"name": "ppyc._native", "origin": {p}}}))), '
+        f"m.activate({p}, t{'' if auto_refresh else ', False'}))\n"
     )
 
 
@@ -105,10 +109,45 @@ def _pack_status(path: str, directory: str) -> dict[str, Any]:
             continue
         if sst.st_size != record[2] or sst.st_mtime_ns != record[3]:
             stale.append(name)
+    # Modules a rebuild would pack that this pack lacks: new since it was built (modified
+    # after the pack file), or left out when it was built (they did not compile, ...).
+    known = set(pack.modules())
+    try:
+        excludes = json.loads(pack.info()["meta"].get("exclude", "[]"))
+    except ValueError:
+        excludes = []
+    new: list[str] = []
+    left_out: list[str] = []
+    for name, source in _native.walk_modules(directory, [str(x) for x in excludes]):
+        if name in known:
+            continue
+        try:
+            newer = os.stat(source).st_mtime_ns > st.st_mtime_ns
+        except OSError:
+            continue
+        (new if newer else left_out).append(name)
     info["stale"] = stale
     info["missing"] = missing
     info["damaged"] = damaged
+    info["new"] = new
+    info["left_out"] = left_out
     return info
+
+
+def _auto_refresh(stats: dict[str, Any]) -> dict[str, Any]:
+    """Whether the hook rebuilds stale packs in the background: as the hook of this process
+    decided, else as the `.pth` line and the environment would decide."""
+    if stats["installed"]:
+        return dict(stats["auto_refresh"])
+    off = None
+    for pth in pth_files():
+        with open(pth, encoding="utf-8") as f:
+            if ", False))" in f.read():
+                off = "`ppyc enable --no-auto-refresh`"
+    value = "" if sys.flags.ignore_environment else os.environ.get("PPYC_AUTO_REFRESH", "")
+    if off is None and value.lower() in ("0", "off", "no", "false"):
+        off = f"PPYC_AUTO_REFRESH={value}"
+    return {"enabled": off is None, "off": off}
 
 
 def collect() -> dict[str, Any]:
@@ -128,7 +167,9 @@ def collect() -> dict[str, Any]:
             p["serving"] = p["path"] == serving
             if p["usable"] and not p["serving"]:
                 p["hidden_by"] = serving
-        entries.append({"dir": directory, "packs": packs})
+        base = _native.refresh_state_base(directory) if packs else None
+        refresh = _refresh.read_state(base) if base else None
+        entries.append({"dir": directory, "packs": packs, "refresh": refresh})
     stats = _native.stats()
     modes = {p["mode"] for e in entries for p in e["packs"] if p.get("usable")}
     supported, note, _ = _native.image_support()
@@ -152,5 +193,6 @@ def collect() -> dict[str, Any]:
         "mode": mode,
         "mode_reason": mode_reason,
         "check": os.environ.get("PPYC_CHECK", "") or "timestamp",
+        "auto_refresh": _auto_refresh(stats),
         "sys_path": entries,
     }

@@ -40,11 +40,12 @@ mod _native {
     /// The `ppyc.pth` line's call: this module was loaded from `path` by
     /// `_imp.create_dynamic`; registers it and installs the hook (never raises). Under
     /// `-X importtime`, `started` is `time.perf_counter_ns()` from before the load, and a
-    /// line in CPython's format reports the whole of it.
+    /// line in CPython's format reports the whole of it. `auto_refresh=False`: no
+    /// background refreshes (`ppyc enable --no-auto-refresh`).
     #[pyfunction]
-    #[pyo3(pass_module, signature = (path, started=0))]
-    fn activate(module: &Bound<'_, PyModule>, path: &str, started: u64) {
-        crate::hook::activate(module.py(), module, path, started);
+    #[pyo3(pass_module, signature = (path, started=0, auto_refresh=true))]
+    fn activate(module: &Bound<'_, PyModule>, path: &str, started: u64, auto_refresh: bool) {
+        crate::hook::activate(module.py(), module, path, started, auto_refresh);
     }
 
     /// Removes the import hook; modules already imported stay as they are.
@@ -108,6 +109,29 @@ mod _native {
         optimize: Option<u8>,
     ) -> PyResult<Vec<String>> {
         crate::hook::pack_candidates(py, directory, optimize)
+    }
+
+    /// The modules `ppyc compile` would pack in `directory`, as `(name, source path)`.
+    #[pyfunction]
+    #[pyo3(signature = (directory, excludes=Vec::new()))]
+    fn walk_modules(
+        py: Python<'_>,
+        directory: &str,
+        excludes: Vec<String>,
+    ) -> PyResult<Vec<(String, String)>> {
+        crate::hook::walk_modules(py, directory, excludes)
+    }
+
+    /// Where the state of the background refresh of `directory`'s pack is kept (append
+    /// `.json`, `.log`, `.lock`, `.stamp`); `None` without a user cache directory.
+    #[pyfunction]
+    #[pyo3(signature = (directory, optimize=None))]
+    fn refresh_state_base(
+        py: Python<'_>,
+        directory: &str,
+        optimize: Option<u8>,
+    ) -> PyResult<Option<String>> {
+        crate::hook::refresh_state_base(py, directory, optimize)
     }
 
     /// The pack at `path` under the hook's rules: `(pack, None)` when usable, else

@@ -14,6 +14,12 @@ import pytest
 
 CACHE_TAG = sys.implementation.cache_tag
 
+# The hook's background refresh of stale packs (spec/IMPORT.md, "Staying fresh") is off in
+# every process the tests start, except where a test turns it on (test_refresh.py): many
+# tests edit packed modules and then check what falls back, which a refresh finishing
+# meanwhile would change.
+os.environ["PPYC_AUTO_REFRESH"] = "0"
+
 # Whether this interpreter makes and loads images (spec/FORMAT.md section 11): CPython
 # 3.11-3.13 release builds on x86-64 Linux. `ppyc compile` then builds image packs.
 from ppyc import _native  # noqa: E402

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -398,9 +399,23 @@ def test_python_dash_m_and_pth_activation(lib: Path) -> None:
 def test_status_lists_stale_and_missing(lib: Path) -> None:
     (lib / "hmod.py").write_text("VALUE = 2\n")
     (lib / "hpkg" / "run.py").unlink()
+    # Installed after the pack was built, and one that was there but did not compile.
+    (lib / "hpkg" / "added.py").write_text("A = 1\n")
+    later = time.time() + 2
+    os.utime(lib / "hpkg" / "added.py", (later, later))
+    (lib / "old_broken.py").write_text("def (:\n")
+    past = time.time() - 3600
+    os.utime(lib / "old_broken.py", (past, past))
     status = run_ppyc("status", env={"PYTHONPATH": str(lib)})
     assert "1 stale (the stock importer loads them): hmod" in status.out, status
-    assert "1 source missing (the stock importer loads them): hpkg.run" in status.out
+    assert "1 deleted since the pack was built: hpkg.run" in status.out
+    assert "1 new since the pack was built (the stock importer loads them): hpkg.added" in (
+        status.out
+    )
+    assert "1 left out when the pack was built (`ppyc compile` says why): old_broken" in (
+        status.out
+    )
+    assert f"to serve them again: run `ppyc compile {lib}`" in status.out
 
 
 def test_optimize_level_needs_its_own_pack(lib: Path) -> None:

@@ -23,7 +23,7 @@ pub(crate) enum Command {
     Verify(VerifyArgs),
     /// Import from packs in every run of this interpreter (writes `ppyc.pth` into
     /// site-packages).
-    Enable(HookArgs),
+    Enable(EnableArgs),
     /// Back to the stock importer (removes `ppyc.pth`).
     Disable(HookArgs),
     /// Show the packs on `sys.path`, stale modules, whether the hook is active, and the mode.
@@ -81,6 +81,19 @@ pub(crate) struct ImporttimeArgs {
     /// Arguments for the target (its `sys.argv[1:]`), after `--`.
     #[arg(last = true, value_name = "ARGS")]
     pub(crate) args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EnableArgs {
+    /// Act on another interpreter (it must have ppyc installed).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) python: Option<PathBuf>,
+    /// Never rebuild a stale pack in the background (by default, when a module changed or
+    /// is new since its pack was built, the hook starts a low-priority `ppyc compile` of
+    /// that directory, at most once a minute per pack; `PPYC_AUTO_REFRESH=0` turns it off
+    /// for one run).
+    #[arg(long)]
+    pub(crate) no_auto_refresh: bool,
 }
 
 #[derive(Debug, Args)]

@@ -9,7 +9,7 @@ use anyhow::Context;
 use pyo3::prelude::*;
 use serde_json::Value;
 
-use super::args::StatusArgs;
+use super::args::{EnableArgs, StatusArgs};
 use super::{SUCCESS, human_bytes, out};
 
 /// How many stale or missing modules `status` names per pack without `--verbose`.
@@ -43,7 +43,7 @@ fn python_attr(py: Python<'_>, module: &str, attr: &str) -> anyhow::Result<Strin
         .map_err(|e| anyhow::anyhow!("cannot read {module}.{attr}: {e}"))
 }
 
-pub(crate) fn enable(py: Python<'_>) -> anyhow::Result<i32> {
+pub(crate) fn enable(py: Python<'_>, args: &EnableArgs) -> anyhow::Result<i32> {
     let status = collect(py)?;
     let python = status["python"].as_str().unwrap_or("python").to_owned();
     let site = strings(&status["site_dirs"]);
@@ -54,7 +54,10 @@ pub(crate) fn enable(py: Python<'_>) -> anyhow::Result<i32> {
     let pth = purelib.join(python_attr(py, "ppyc._status", "PTH_NAME")?);
     let line = py
         .import("ppyc._status")
-        .and_then(|m| m.call_method0("pth_line")?.extract::<String>())
+        .and_then(|m| {
+            m.call_method1("pth_line", (!args.no_auto_refresh,))?
+                .extract::<String>()
+        })
         .map_err(|e| anyhow::anyhow!("cannot make the .pth line: {e}"))?;
     ppyc_format::write_atomic(&pth, line.as_bytes())
         .with_context(|| format!("cannot enable ppyc for `{python}`"))?;
@@ -68,6 +71,13 @@ pub(crate) fn enable(py: Python<'_>) -> anyhow::Result<i32> {
     out!(
         "Every run of this interpreter now imports from packs; `PPYC_DISABLE=1` runs one without."
     );
+    if args.no_auto_refresh {
+        out!("Stale packs are not rebuilt in the background: run `ppyc compile` after changes.");
+    } else {
+        out!(
+            "A pack whose modules changed is rebuilt in the background (`ppyc enable --no-auto-refresh` turns that off)."
+        );
+    }
     let packed = status["sys_path"]
         .as_array()
         .into_iter()
@@ -142,6 +152,15 @@ pub(crate) fn status(py: Python<'_>, args: &StatusArgs) -> anyhow::Result<i32> {
     out!("Hook:        {hook}");
     out!("Mode:        {} ({})", s("mode"), s("mode_reason"));
     out!("Freshness:   {} (PPYC_CHECK)", s("check"));
+    let refresh = &status["auto_refresh"];
+    if refresh["enabled"].as_bool().unwrap_or(false) {
+        out!("Refresh:     automatic (a pack whose modules changed is rebuilt in the background)");
+    } else {
+        out!(
+            "Refresh:     off ({}): run `ppyc compile` after changes",
+            refresh["off"].as_str().unwrap_or("?")
+        );
+    }
     out!("sys.path:");
     for entry in status["sys_path"].as_array().into_iter().flatten() {
         let dir = entry["dir"].as_str().unwrap_or("?");
@@ -151,6 +170,8 @@ pub(crate) fn status(py: Python<'_>, args: &StatusArgs) -> anyhow::Result<i32> {
             continue;
         }
         out!("  {dir}:");
+        let auto = refresh["enabled"].as_bool().unwrap_or(false);
+        let mut behind = false;
         for p in packs {
             let path = p["path"].as_str().unwrap_or("?");
             let modules = p["modules"].as_u64().unwrap_or(0);
@@ -175,22 +196,83 @@ pub(crate) fn status(py: Python<'_>, args: &StatusArgs) -> anyhow::Result<i32> {
                     p["reason"].as_str().unwrap_or("unusable")
                 );
             }
+            if p["serving"].as_bool().unwrap_or(false)
+                && !(strings(&p["stale"]).is_empty() && strings(&p["new"]).is_empty())
+            {
+                behind = true;
+            }
             for (label, key) in [
-                ("stale", "stale"),
-                ("source missing", "missing"),
-                ("damaged", "damaged"),
+                ("stale (the stock importer loads them)", "stale"),
+                (
+                    "new since the pack was built (the stock importer loads them)",
+                    "new",
+                ),
+                (
+                    "left out when the pack was built (`ppyc compile` says why)",
+                    "left_out",
+                ),
+                ("deleted since the pack was built", "missing"),
+                ("damaged (the stock importer loads them)", "damaged"),
             ] {
                 let list = strings(&p[key]);
                 if !list.is_empty() {
                     out!(
-                        "      {} {label} (the stock importer loads them): {}",
+                        "      {} {label}: {}",
                         list.len(),
                         names(&list, args.verbose)
                     );
                 }
             }
         }
+        refresh_lines(dir, &entry["refresh"], behind, auto);
     }
     let _ = std::io::stdout().flush();
     Ok(SUCCESS)
+}
+
+/// What became of the background refresh of `dir`'s pack, and what to do when it is behind.
+fn refresh_lines(dir: &str, state: &Value, behind: bool, auto: bool) {
+    let when = |key: &str| {
+        state[key]
+            .as_f64()
+            .map(|t| {
+                let ago = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |now| now.as_secs_f64() - t);
+                format!("{:.0} s ago", ago.max(0.0))
+            })
+            .unwrap_or_else(|| "at an unknown time".into())
+    };
+    let log = state["log"].as_str().unwrap_or("?");
+    let compile = format!("run `ppyc compile {dir}`");
+    if state["running"].as_bool().unwrap_or(false) {
+        out!(
+            "    a background refresh is running (started {}; log `{log}`)",
+            when("started")
+        );
+        return;
+    }
+    match state["state"].as_str() {
+        Some("failed") => {
+            out!(
+                "    the background refresh failed (exit {}, {}; log `{log}`): {compile} to see why",
+                state["exit"],
+                when("finished")
+            );
+            return;
+        }
+        Some("ok") if !behind => {
+            out!("    refreshed in the background {}", when("finished"));
+        }
+        _ => {}
+    }
+    if behind {
+        if auto {
+            out!(
+                "    to serve them again: {compile} (or import one: a refresh starts in the background)"
+            );
+        } else {
+            out!("    to serve them again: {compile}");
+        }
+    }
 }

@@ -43,7 +43,8 @@ pub(crate) fn main(py: Python<'_>, argv: Vec<String>) -> i32 {
         Command::Compile(a) => a.python.clone(),
         Command::Verify(a) => a.python.clone(),
         Command::Inspect(_) => None,
-        Command::Enable(a) | Command::Disable(a) => a.python.clone(),
+        Command::Enable(a) => a.python.clone(),
+        Command::Disable(a) => a.python.clone(),
         Command::Status(a) => a.python.clone(),
         // Runs the target interpreter itself: nothing to delegate.
         Command::Importtime(_) => None,
@@ -54,7 +55,7 @@ pub(crate) fn main(py: Python<'_>, argv: Vec<String>) -> i32 {
             Command::Compile(args) => commands::compile(py, &args),
             Command::Inspect(args) => commands::inspect(py, &args),
             Command::Verify(args) => commands::verify(py, &args),
-            Command::Enable(_) => hook::enable(py),
+            Command::Enable(args) => hook::enable(py, &args),
             Command::Disable(_) => hook::disable(py),
             Command::Status(args) => hook::status(py, &args),
             Command::Importtime(args) => importtime::importtime(py, &args, &argv),

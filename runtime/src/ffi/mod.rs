@@ -1,6 +1,7 @@
 //! Every direct use of CPython's C API and object layouts lives below this module.
 //!
 //! - [`buffer`]: the read-only buffer over a pack's mapping;
+//! - [`process`]: starting a detached process (fork and exec);
 //! - [`raw`]: reading fields by offset, and C API functions PyO3 does not declare;
 //! - [`layout`]: one layout table per CPython minor version, checked against the running
 //!   interpreter;
@@ -12,4 +13,5 @@
 pub(crate) mod buffer;
 pub(crate) mod image;
 pub(crate) mod layout;
+pub(crate) mod process;
 pub(crate) mod raw;

@@ -406,8 +406,14 @@ impl Hook {
                 name: name.to_owned(),
                 origin: origin.clone().unbind(),
             }),
-            Ok(Some(_)) => fallback("the pack holds another file for this name"),
-            Ok(None) => fallback("not in the pack"),
+            Ok(Some(_)) => {
+                self.consider_refresh(py, &entry, Some(path));
+                fallback("the pack holds another file for this name")
+            }
+            Ok(None) => {
+                self.consider_refresh(py, &entry, Some(path));
+                fallback("not in the pack")
+            }
             Err(e) => {
                 self.damaged(py, &entry, name, &e.to_string());
                 fallback("damaged")

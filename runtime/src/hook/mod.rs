@@ -15,6 +15,7 @@
 mod finder;
 mod loader;
 pub(crate) mod packs;
+pub(crate) mod refresh;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -74,7 +75,13 @@ pub(crate) struct Config {
     pub(crate) verbosity: i64,
     pub(crate) target: Target,
     pub(crate) profile: bool,
+    /// Background refreshes of stale packs (`refresh`).
+    pub(crate) refresh: refresh::Settings,
 }
+
+/// Whether the `.pth` line asks for background refreshes (`ppyc enable
+/// --no-auto-refresh` writes a line that says no).
+static PTH_AUTO_REFRESH: AtomicBool = AtomicBool::new(true);
 
 /// Python objects the hook uses on every import.
 pub(crate) struct Objects {
@@ -115,6 +122,29 @@ struct Counters {
     listings_recorded: u64,
     /// Directory caches filled by listing the directory.
     listings_taken: u64,
+    /// Background refreshes started by this process.
+    refreshes_started: u64,
+}
+
+/// The interpreter and the directory holding the `ppyc` package, for a refresh.
+fn refresh_launcher(py: Python<'_>) -> Result<(std::path::PathBuf, std::path::PathBuf), String> {
+    let sys = py.import("sys").map_err(|e| e.to_string())?;
+    let python: String = sys
+        .getattr("executable")
+        .and_then(|e| e.extract())
+        .unwrap_or_default();
+    if python.is_empty() {
+        return Err("sys.executable is empty".into());
+    }
+    let native: String = sys
+        .getattr("modules")
+        .and_then(|m| m.get_item("ppyc._native")?.getattr("__file__")?.extract())
+        .map_err(|e| format!("where ppyc is installed is unknown ({e})"))?;
+    let parent = std::path::Path::new(&native)
+        .parent()
+        .and_then(std::path::Path::parent)
+        .ok_or("where ppyc is installed is unknown")?;
+    Ok((python.into(), parent.to_path_buf()))
 }
 
 /// The finders the finder has seen, by address, each held (so that its address is not
@@ -211,6 +241,50 @@ impl Hook {
         }
         self.profile_reason(name, reason);
         self.explain(py, &format!("{name}: stock import ({reason})"));
+        if reason == "stale" {
+            if let Some(entry) = entry {
+                self.consider_refresh(py, entry, None);
+            }
+        }
+    }
+
+    /// A module of `entry`'s directory changed since the pack was built, or (`new_file`)
+    /// the file found is not the pack's and may be new: at the first such module of a
+    /// pack in this process, a background refresh of its directory is started if one is
+    /// due (`refresh`, `spec/IMPORT.md` "Staying fresh"). Never fails an import.
+    fn consider_refresh(&self, py: Python<'_>, entry: &PackEntry, new_file: Option<&str>) {
+        let settings = &self.config.refresh;
+        if !settings.enabled() {
+            return;
+        }
+        if let Some(path) = new_file {
+            if !refresh::newer_than_pack(path, entry.written) {
+                return;
+            }
+        }
+        if entry.refresh_considered.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let decision = match refresh_launcher(py) {
+            Ok((python, package_parent)) => refresh::start(&refresh::Launch {
+                python: &python,
+                package_parent: &package_parent,
+                root: std::path::Path::new(&entry.root),
+                cache_tag: &self.config.target.cache_tag,
+                optimize: self.config.target.optimize,
+                interval: settings.interval,
+            }),
+            Err(why) => refresh::Decision::NotPossible(why),
+        };
+        let described = decision.describe();
+        self.explain(
+            py,
+            &format!("background refresh of `{}`: {described}", entry.root),
+        );
+        if decision == refresh::Decision::Started {
+            self.counters().refreshes_started += 1;
+        }
+        entry.count(|s| s.refresh = Some(described));
     }
 
     /// One damaged record or payload: that module falls back; the pack stays in use for
@@ -472,6 +546,46 @@ pub(crate) fn pack_candidates(
         .collect())
 }
 
+/// The modules `ppyc compile` would pack in `directory` (`excludes` as its `--exclude`), as
+/// `(name, source path)`, for `ppyc status` to name those a pack lacks.
+pub(crate) fn walk_modules(
+    py: Python<'_>,
+    directory: &str,
+    excludes: Vec<String>,
+) -> PyResult<Vec<(String, String)>> {
+    let extension_suffixes: Vec<String> = py
+        .import("importlib.machinery")?
+        .getattr("EXTENSION_SUFFIXES")?
+        .extract()?;
+    let options = ppyc_compiler::walk::WalkOptions {
+        extension_suffixes,
+        excludes,
+    };
+    let dir = std::path::PathBuf::from(directory);
+    let (modules, _) = py.detach(|| ppyc_compiler::walk::walk(&dir, &options));
+    Ok(modules
+        .into_iter()
+        .map(|m| (m.name, m.source.to_string_lossy().into_owned()))
+        .collect())
+}
+
+/// Where the state of the background refresh of `directory`'s pack at `optimize`
+/// (default: this process's) is kept: a path to which `.json`, `.log`, `.lock` and
+/// `.stamp` are appended (`spec/IMPORT.md` "Staying fresh").
+pub(crate) fn refresh_state_base(
+    py: Python<'_>,
+    directory: &str,
+    optimize: Option<u8>,
+) -> PyResult<Option<String>> {
+    let t = target(py)?;
+    Ok(refresh::state_base(
+        std::path::Path::new(directory),
+        &t.cache_tag,
+        optimize.unwrap_or(t.optimize),
+    )
+    .map(|p| p.to_string_lossy().into_owned()))
+}
+
 /// `ppyc status`: the pack at `path` with the rules the hook applies, `(pack or None,
 /// None)` when usable, else `(pack or None, why not)`.
 pub(crate) fn check_pack_at(
@@ -517,7 +631,22 @@ fn config(py: Python<'_>) -> PyResult<(Config, Option<String>)> {
         "never" => HashPycs::Never,
         _ => HashPycs::Default,
     };
+    let refresh_off = if !PTH_AUTO_REFRESH.load(Ordering::Relaxed) {
+        Some("`ppyc enable --no-auto-refresh`".to_owned())
+    } else {
+        env_var(py, "PPYC_AUTO_REFRESH")
+            .filter(|v| ["0", "off", "no", "false"].contains(&v.to_ascii_lowercase().as_str()))
+            .map(|v| format!("PPYC_AUTO_REFRESH={v}"))
+    };
+    let interval = env_var(py, "PPYC_REFRESH_INTERVAL")
+        .and_then(|v| v.parse::<f64>().ok())
+        .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
+        .unwrap_or(refresh::DEFAULT_INTERVAL);
     let config = Config {
+        refresh: refresh::Settings {
+            off: refresh_off,
+            interval,
+        },
         check,
         check_name,
         hash_pycs,
@@ -742,7 +871,14 @@ fn write_profile(py: Python<'_>) {
 /// (in `sys.modules` with its spec, so that `import ppyc._native` finds it) and the hook is
 /// installed. Nothing here may break start-up: a failure is reported on stderr and the
 /// stock importer runs.
-pub(crate) fn activate(py: Python<'_>, module: &Bound<'_, PyModule>, path: &str, started: u64) {
+pub(crate) fn activate(
+    py: Python<'_>,
+    module: &Bound<'_, PyModule>,
+    path: &str,
+    started: u64,
+    auto_refresh: bool,
+) {
+    PTH_AUTO_REFRESH.store(auto_refresh, Ordering::Relaxed);
     let adopted = (|| -> PyResult<()> {
         let name = "ppyc._native";
         let sys = py.import("sys")?;
@@ -869,6 +1005,12 @@ pub(crate) fn stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
         listings.set_item("recorded", 0)?;
         listings.set_item("listed", 0)?;
         d.set_item("listings", listings)?;
+        let refresh = PyDict::new(py);
+        refresh.set_item("enabled", false)?;
+        refresh.set_item("off", "the hook is not installed")?;
+        refresh.set_item("interval", refresh::DEFAULT_INTERVAL.as_secs_f64())?;
+        refresh.set_item("started", 0)?;
+        d.set_item("auto_refresh", refresh)?;
         let times = PyDict::new(py);
         for p in Phase::ALL {
             times.set_item(p.name(), 0)?;
@@ -905,6 +1047,13 @@ pub(crate) fn stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
         listings.set_item("recorded", c.listings_recorded)?;
         listings.set_item("listed", c.listings_taken)?;
         d.set_item("listings", listings)?;
+        let refresh = PyDict::new(py);
+        let settings = &hook.config.refresh;
+        refresh.set_item("enabled", settings.enabled())?;
+        refresh.set_item("off", settings.off.as_deref())?;
+        refresh.set_item("interval", settings.interval.as_secs_f64())?;
+        refresh.set_item("started", c.refreshes_started)?;
+        d.set_item("auto_refresh", refresh)?;
         let times = PyDict::new(py);
         for p in Phase::ALL {
             times.set_item(p.name(), c.time_ns[p as usize])?;

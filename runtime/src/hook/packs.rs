@@ -28,6 +28,8 @@ pub(crate) struct PackStats {
     pub(crate) fallbacks: BTreeMap<String, u64>,
     pub(crate) images_not_used: BTreeMap<String, u64>,
     pub(crate) problems: u64,
+    /// What became of the background refresh this process considered.
+    pub(crate) refresh: Option<String>,
 }
 
 /// A usable pack and the directory it packs.
@@ -39,6 +41,10 @@ pub(crate) struct PackEntry {
     pub(crate) mode: &'static str,
     pub(crate) mode_reason: Option<String>,
     pub(crate) stats: Mutex<PackStats>,
+    /// When the pack file was written (its modification time).
+    pub(crate) written: Option<std::time::SystemTime>,
+    /// Whether this process already considered a background refresh of it.
+    pub(crate) refresh_considered: std::sync::atomic::AtomicBool,
 }
 
 impl PackEntry {
@@ -112,8 +118,7 @@ impl Registry {
             return found.clone();
         }
         let dir = Path::new(directory);
-        let candidates =
-            ppyc_format::PackCandidates::of(dir, &target.cache_tag, target.optimize);
+        let candidates = ppyc_format::PackCandidates::of(dir, &target.cache_tag, target.optimize);
         let mut entry = None;
         // Its own packs, the one written last first (`spec/FORMAT.md` §2 "Precedence");
         // a user-cache pack here only beside an in-tree one, else after the walk up.
@@ -252,6 +257,8 @@ impl Registry {
                     mode,
                     mode_reason,
                     stats: Mutex::new(PackStats::default()),
+                    written: st.modified().ok(),
+                    refresh_considered: std::sync::atomic::AtomicBool::new(false),
                 });
                 self.by_path
                     .insert(path.to_owned(), Some(Arc::clone(&entry)));
@@ -363,5 +370,6 @@ pub(crate) fn entry_stats<'py>(py: Python<'py>, e: &PackEntry) -> PyResult<Bound
     d.set_item("fallbacks", s.fallbacks.clone())?;
     d.set_item("images_not_used", s.images_not_used.clone())?;
     d.set_item("problems", s.problems)?;
+    d.set_item("refresh", s.refresh.as_deref())?;
     Ok(d)
 }
