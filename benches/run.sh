@@ -9,6 +9,8 @@
 #      imports; what it cannot measure there (no packs, no corpus, not enabled) it reports.
 #      IMAGE_BENCH_ARGS adds options (sample sizes: `--limit 200 --pairs 10`...). Results in
 #      build/bench/image/; it rewrites its section of BENCHMARKS.md.
+#   4. background refresh (benches/refresh_bench.py): time from `pip install -U` to served
+#      again, and the check's cost on the import path; build/bench/refresh.json.
 # Results land in build/bench/; BENCHMARKS.md quotes them.
 set -euo pipefail
 PY=${1:-python3}
@@ -46,3 +48,4 @@ done
 if ls "$image"/image-*.json >/dev/null 2>&1; then
   python3 "$root/benches/image_bench.py" markdown "$image" --write "$root/BENCHMARKS.md"
 fi
+"$venv/bin/python" "$root/benches/refresh_bench.py" --out "$out/refresh.json"

@@ -77,6 +77,15 @@ pub enum VerifyError {
     },
     #[error("cannot tell which directory `{0}` belongs to (no `root` in its META section)")]
     UnknownRoot(PathBuf),
+    #[error(
+        "`{pack}` was built for `{built}`, not for `{dir}` (copied from there?): the import \
+         hook does not use it; `ppyc compile {dir}` builds this directory's own"
+    )]
+    AnotherDirectory {
+        pack: PathBuf,
+        built: PathBuf,
+        dir: PathBuf,
+    },
     #[error(transparent)]
     Workers(#[from] workers::WorkerError),
 }
@@ -123,6 +132,21 @@ pub fn verify_pack(
     })?;
     let root = pack_root(pack_path, &pack)
         .ok_or_else(|| VerifyError::UnknownRoot(pack_path.to_path_buf()))?;
+    // The rule the hook applies (`spec/IMPORT.md`): a pack serves only the directory it
+    // was built for.
+    let built = pack
+        .meta()
+        .into_iter()
+        .find_map(|(k, v)| (k == "root").then(|| PathBuf::from(v)));
+    if let (Some(built), Ok(real)) = (built, std::fs::canonicalize(&root)) {
+        if built != real {
+            return Err(VerifyError::AnotherDirectory {
+                pack: pack_path.to_path_buf(),
+                built,
+                dir: root,
+            });
+        }
+    }
     let optimize = crate::pyc::OptLevel::try_from(target.optimize).map_err(|_| {
         VerifyError::Format(ppyc_format::FormatError::InvalidTarget("optimize level"))
     })?;

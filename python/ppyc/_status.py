@@ -80,7 +80,7 @@ def _pack_status(path: str, directory: str) -> dict[str, Any]:
     except OSError as exc:
         info["reason"] = f"it cannot be read ({exc})"
         return info
-    pack, reason = _native.check_pack(path)
+    pack, reason = _native.check_pack(path, directory)
     info["usable"] = reason is None
     if reason is not None:
         info["reason"] = reason
@@ -89,6 +89,8 @@ def _pack_status(path: str, directory: str) -> dict[str, Any]:
         return info
     info["modules"] = len(pack)
     info["mode"], info["mode_reason"] = pack.mode_info()
+    if reason is not None:
+        return info  # not used: what its modules' sources look like does not matter
     stale: list[str] = []
     missing: list[str] = []
     damaged: list[str] = []

@@ -136,9 +136,15 @@ mod _native {
 
     /// The pack at `path` under the hook's rules: `(pack, None)` when usable, else
     /// `(pack or None, why not)`.
+    /// With `directory`, also that the pack was built for that directory.
     #[pyfunction]
-    fn check_pack(py: Python<'_>, path: &str) -> PyResult<(Option<Py<Pack>>, Option<String>)> {
-        crate::hook::check_pack_at(py, path)
+    #[pyo3(signature = (path, directory=None))]
+    fn check_pack(
+        py: Python<'_>,
+        path: &str,
+        directory: Option<&str>,
+    ) -> PyResult<(Option<Py<Pack>>, Option<String>)> {
+        crate::hook::check_pack_at(py, path, directory)
     }
 
     /// BLAKE3 of the file at `path` (raises `OSError`), for `PPYC_CHECK=hash`.

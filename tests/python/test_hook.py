@@ -183,14 +183,11 @@ def test_earlier_sys_path_entry_shadows_the_pack(lib: Path, tmp_path: Path) -> N
 
 def test_a_pack_inside_a_package_never_shadows_the_trees_pack(lib: Path, tmp_path: Path) -> None:
     # A pack in `lib/hpkg/__pycache__` built as if `lib/hpkg` were a `sys.path` entry (its
-    # records `sub`, `deep.leaf`, ...; `ppyc compile` refuses to build it there, but a copy
-    # can be packed and moved in): it serves those names when `lib/hpkg` is on sys.path,
-    # and never `hpkg.sub`, which the pack of `lib` holds.
-    copy = tmp_path / "hcopy"
-    shutil.copytree(lib / "hpkg", copy, ignore=shutil.ignore_patterns("__pycache__"))
-    (copy / "__init__.py").unlink()
-    assert run_ppyc("compile", copy).code == 0
-    shutil.copy2(pack_path(copy), pack_path(lib / "hpkg"))
+    # records `sub`, `deep.leaf`, ...; `ppyc compile` builds it there only with
+    # `--sys-path-entry`): it serves those names when `lib/hpkg` is on sys.path, and never
+    # `hpkg.sub`, which the pack of `lib` holds.
+    assert run_ppyc("compile", lib / "hpkg").code != 0
+    assert run_ppyc("compile", "--sys-path-entry", lib / "hpkg").code == 0
     stats, err = stats_of("import hpkg.sub, hpkg.deep.leaf", [lib], env={"PPYC_VERBOSE": "1"})
     assert pack_stats(stats, lib)["served"] == 4, (stats, err)
     assert pack_stats(stats, lib)["fallbacks"] == {}, err
@@ -759,6 +756,29 @@ def test_foreign_pack_is_refused_with_one_warning(lib: Path) -> None:
     assert pack_stats(stats, lib)["usable"] is False
     assert "built for another interpreter (cpython-399" in err
     assert err.count("ppyc: warning") == 1
+
+
+def test_a_pack_copied_from_another_directory_is_refused(lib: Path, tmp_path: Path) -> None:
+    """A pack serves only the directory it was built for: copied over another one (with
+    the same module names), the hook refuses it with one warning, and status and verify
+    say so in one line each instead of listing every module as stale."""
+    copy = tmp_path / "copy"
+    shutil.copytree(lib, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "__pycache__").mkdir()
+    shutil.copy2(pack_path(lib), pack_path(copy))
+    stats, err = stats_of("import hmod, hpkg; print(hmod.VALUE)", [copy])
+    assert pack_stats(stats, copy)["usable"] is False
+    assert f"it was built for `{lib}`, not for this directory" in err, err
+    assert err.count("ppyc: warning") == 1
+    status = run_ppyc("status", env={"PYTHONPATH": str(copy)})
+    assert status.code == 0, status
+    line = f"{pack_path(copy)}: NOT USED (it was built for `{lib}`, not for this directory"
+    assert line in status.out, status.out
+    assert "stale" not in status.out.split(str(copy), 1)[1], status.out
+    verify = run_ppyc("verify", copy)
+    assert verify.code != 0
+    assert f"was built for `{lib}`, not for `{copy}`" in verify.err, verify
+    assert len(verify.err.strip().splitlines()) <= 2, verify
 
 
 def test_pack_not_owned_by_the_directory_owner_is_refused(lib: Path) -> None:

@@ -591,13 +591,14 @@ pub(crate) fn refresh_state_base(
 pub(crate) fn check_pack_at(
     py: Python<'_>,
     path: &str,
+    directory: Option<&str>,
 ) -> PyResult<(Option<Py<crate::pack::Pack>>, Option<String>)> {
     let t = target(py)?;
     let st = match std::fs::metadata(path) {
         Ok(st) => st,
         Err(e) => return Ok((None, Some(format!("it cannot be read ({e})")))),
     };
-    Ok(match packs::check_pack(py, &t, path, &st) {
+    Ok(match packs::check_pack(py, &t, path, &st, directory) {
         Ok(pack) => (Some(pack), None),
         Err((pack, reason)) => (pack, Some(reason)),
     })

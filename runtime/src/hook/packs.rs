@@ -236,7 +236,7 @@ impl Registry {
         let Ok(st) = std::fs::metadata(path) else {
             return None; // no pack here: nothing to say
         };
-        match check_pack(py, target, path, &st) {
+        match check_pack(py, target, path, &st, Some(root)) {
             Ok(pack) => {
                 let (mode, mode_reason) = {
                     let p = pack.bind(py).get();
@@ -278,11 +278,16 @@ pub(crate) type Refusal = (Option<Py<Pack>>, String);
 
 /// The rules of `spec/IMPORT.md` for the pack at `path` (whose metadata is `st`): the open
 /// pack when usable, else why not (with the pack when it could be read).
+///
+/// `root`, when known, is the directory the pack would serve: a pack built for another
+/// directory (its `META` `root`, a real path) is refused, so that a pack copied from
+/// elsewhere never serves this one.
 pub(crate) fn check_pack(
     py: Python<'_>,
     target: &Target,
     path: &str,
     st: &std::fs::Metadata,
+    root: Option<&str>,
 ) -> Result<Py<Pack>, Refusal> {
     let refuse = |reason: String| Err((None, reason));
     if !st.is_file() {
@@ -340,13 +345,26 @@ pub(crate) fn check_pack(
                 header.target.optimize, target.optimize
             ))
         } else {
-            None
+            root.and_then(|r| built_for_another(&pack, r)).map(|built| {
+                format!("it was built for `{built}`, not for this directory (copied from there?)")
+            })
         };
     let pack = Py::new(py, pack).map_err(|e| (None, e.to_string()))?;
     match reason {
         None => Ok(pack),
         Some(reason) => Err((Some(pack), reason)),
     }
+}
+
+/// The directory `pack` was built for (`META` `root`), when that is not `root`'s real path.
+fn built_for_another(pack: &Pack, root: &str) -> Option<String> {
+    let built = pack
+        .inner()
+        .meta()
+        .into_iter()
+        .find_map(|(k, v)| (k == "root").then_some(v))?;
+    let real = std::fs::canonicalize(root).ok()?;
+    (Path::new(&built) != real).then_some(built)
 }
 
 /// A pack's entry of `ppyc.stats()["packs"]`.
