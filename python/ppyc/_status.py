@@ -152,10 +152,30 @@ def _auto_refresh(stats: dict[str, Any]) -> dict[str, Any]:
     return {"enabled": off is None, "off": off}
 
 
+def _own_entry() -> str | None:
+    """``sys.path[0]`` as Python set it for the ppyc command itself: the console script's
+    directory (``bin/``), or the current directory under ``python -m ppyc``. Every program
+    gets its own first entry, so status leaves this one out."""
+    if not sys.path or getattr(sys.flags, "safe_path", False):
+        return None
+    first = sys.path[0]
+    argv0 = sys.argv[0] if sys.argv else ""
+    if not argv0:
+        return None
+    if os.path.basename(argv0) == "__main__.py" or argv0 == "-m":
+        own = os.getcwd()
+    else:
+        own = os.path.dirname(os.path.abspath(argv0))
+    return first if os.path.abspath(first or os.curdir) == own else None
+
+
 def collect() -> dict[str, Any]:
     """Everything ``ppyc status`` shows, for this interpreter and process."""
     entries = []
-    for entry in sys.path:
+    own = _own_entry()
+    for i, entry in enumerate(sys.path):
+        if i == 0 and own is not None:
+            continue
         if not entry or not os.path.isdir(entry):
             continue
         directory = os.path.abspath(entry)
@@ -197,4 +217,5 @@ def collect() -> dict[str, Any]:
         "check": os.environ.get("PPYC_CHECK", "") or "timestamp",
         "auto_refresh": _auto_refresh(stats),
         "sys_path": entries,
+        "left_out_entry": os.path.abspath(own or os.curdir) if own is not None else None,
     }

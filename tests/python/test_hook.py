@@ -413,6 +413,22 @@ def test_status_lists_stale_and_missing(lib: Path) -> None:
         status.out
     )
     assert f"to serve them again: run `ppyc compile {lib}`" in status.out
+    # sys.path[0] of the command itself (its bin/ directory; the current directory under
+    # `python -m ppyc`) is not one of the program's entries.
+    script = Path(os.path.abspath(Path(sys.executable).parent)) / "ppyc"
+    by_script = subprocess.run(
+        [script, "status"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(lib)},
+        cwd=lib.parent,
+    )
+    assert by_script.returncode == 0, by_script.stderr
+    assert f"  {script.parent}:" not in by_script.stdout, by_script.stdout
+    assert f"  (`{script.parent}`, sys.path[0] of this ppyc command, is left out" in (
+        by_script.stdout
+    )
+    assert f"  {lib}:" in by_script.stdout
 
 
 def test_optimize_level_needs_its_own_pack(lib: Path) -> None:

@@ -162,6 +162,11 @@ pub(crate) fn status(py: Python<'_>, args: &StatusArgs) -> anyhow::Result<i32> {
         );
     }
     out!("sys.path:");
+    if let Some(own) = status["left_out_entry"].as_str() {
+        out!(
+            "  (`{own}`, sys.path[0] of this ppyc command, is left out: every program has its own)"
+        );
+    }
     for entry in status["sys_path"].as_array().into_iter().flatten() {
         let dir = entry["dir"].as_str().unwrap_or("?");
         let packs = entry["packs"].as_array().cloned().unwrap_or_default();
