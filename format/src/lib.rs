@@ -46,7 +46,9 @@ pub use header::{
     SECTION_FLAG_REQUIRED, SectionEntry, SectionId, Target, WRITE_VERSION, rkyv_features,
 };
 pub use image::{FrozenSetImage, ImageRef, ModuleImage, Word};
-pub use location::{cache_dir, cache_pack_path, in_tree_pack_path, pack_file_name};
+pub use location::{
+    cache_dir, cache_pack_path, in_tree_pack_path, pack_file_name, pyc_record_path, temp_prefix,
+};
 pub use reader::{CheckedScope, INDEX_ENTRY_SIZE, Images, Module, Pack, VerifyReport, name_hash};
 pub use record::{ArchivedModuleRecord, ModuleRecord};
 pub use writer::{ModuleInput, PackWriter, write_atomic};

@@ -18,6 +18,24 @@ pub fn pack_file_name(cache_tag: &str, optimize: u8) -> String {
     }
 }
 
+/// The record of the `.pyc` files `ppyc compile --write-pyc` wrote for the pack named
+/// `pack_path` (`spec/FORMAT.md` §2): the same path with `.pycs` for `.ppyc`.
+#[must_use]
+pub fn pyc_record_path(pack_path: &Path) -> PathBuf {
+    pack_path.with_extension("pycs")
+}
+
+/// The prefix of the temporary files [`crate::write_atomic`] makes for `path` (in the same
+/// directory): `.__ppyc__.<file name>.`, followed by random characters and `.tmp`.
+#[must_use]
+pub fn temp_prefix(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!(".__ppyc__.{name}.")
+}
+
 /// The pack of `dir` inside the directory itself.
 #[must_use]
 pub fn in_tree_pack_path(dir: &Path, cache_tag: &str, optimize: u8) -> PathBuf {
@@ -104,6 +122,18 @@ mod tests {
         assert_eq!(
             s.len(),
             "/c/dist-packages-".len() + 16 + ".cpython-311.ppyc".len()
+        );
+        assert_eq!(
+            pyc_record_path(&p).to_str().unwrap(),
+            s.replace(".ppyc", ".pycs")
+        );
+        assert_eq!(
+            pyc_record_path(Path::new("/x/__pycache__/__ppyc__.cpython-313.opt-2.ppyc")),
+            Path::new("/x/__pycache__/__ppyc__.cpython-313.opt-2.pycs")
+        );
+        assert_eq!(
+            temp_prefix(Path::new("/x/__pycache__/__ppyc__.cpython-313.ppyc")),
+            ".__ppyc__.__ppyc__.cpython-313.ppyc."
         );
     }
 }

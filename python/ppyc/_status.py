@@ -65,18 +65,18 @@ def pth_files() -> list[str]:
     return [p for d in site_dirs() for n in names if os.path.isfile(p := os.path.join(d, n))]
 
 
-def _pack_candidates(directory: str) -> list[str]:
-    return _native.pack_candidates(directory)
+def _pack_candidates(directory: str, optimize: int) -> list[str]:
+    return _native.pack_candidates(directory, optimize)
 
 
-def _pack_status(path: str, directory: str) -> dict[str, Any]:
+def _pack_status(path: str, directory: str, optimize: int) -> dict[str, Any]:
     info: dict[str, Any] = {"path": path, "usable": False}
     try:
         st = os.stat(path)
     except OSError as exc:
         info["reason"] = f"it cannot be read ({exc})"
         return info
-    pack, reason = _native.check_pack(path)
+    pack, reason = _native.check_pack(path, optimize)
     info["usable"] = reason is None
     if reason is not None:
         info["reason"] = reason
@@ -111,15 +111,20 @@ def _pack_status(path: str, directory: str) -> dict[str, Any]:
     return info
 
 
-def collect() -> dict[str, Any]:
-    """Everything ``ppyc status`` shows, for this interpreter and process."""
+def collect(optimize: int | None = None) -> dict[str, Any]:
+    """Everything ``ppyc status`` shows, for this interpreter and process; the packs are
+    those that runs at optimisation level `optimize` use (default: this run's
+    ``sys.flags.optimize``)."""
+    level = sys.flags.optimize if optimize is None else optimize
     entries = []
     for entry in sys.path:
         if not entry or not os.path.isdir(entry):
             continue
         directory = os.path.abspath(entry)
         packs = [
-            _pack_status(p, directory) for p in _pack_candidates(directory) if os.path.exists(p)
+            _pack_status(p, directory, level)
+            for p in _pack_candidates(directory, level)
+            if os.path.exists(p)
         ]
         entries.append({"dir": directory, "packs": packs})
     stats = _native.stats()
@@ -137,7 +142,7 @@ def collect() -> dict[str, Any]:
         "python": sys.executable,
         "version": sys.version.split()[0],
         "cache_tag": sys.implementation.cache_tag,
-        "optimize": sys.flags.optimize,
+        "optimize": level,
         "enabled": pth_files(),
         "site_dirs": site_dirs(),
         "disabled_by_env": _native.disabled_by_environment(),

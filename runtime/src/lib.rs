@@ -97,17 +97,29 @@ mod _native {
         crate::hook::now_ns()
     }
 
-    /// The packs that may serve `directory` itself, in the order they are tried.
+    /// The packs that may serve `directory` itself, in the order they are tried, in runs
+    /// at optimisation level `optimize` (default: this run's `sys.flags.optimize`).
     #[pyfunction]
-    fn pack_candidates(py: Python<'_>, directory: &str) -> PyResult<Vec<String>> {
-        crate::hook::pack_candidates(py, directory)
+    #[pyo3(signature = (directory, optimize = None))]
+    fn pack_candidates(
+        py: Python<'_>,
+        directory: &str,
+        optimize: Option<u8>,
+    ) -> PyResult<Vec<String>> {
+        crate::hook::pack_candidates(py, directory, optimize)
     }
 
-    /// The pack at `path` under the hook's rules: `(pack, None)` when usable, else
-    /// `(pack or None, why not)`.
+    /// The pack at `path` under the hook's rules, for runs at optimisation level
+    /// `optimize` (default: this run's): `(pack, None)` when usable, else `(pack or None,
+    /// why not)`.
     #[pyfunction]
-    fn check_pack(py: Python<'_>, path: &str) -> PyResult<(Option<Py<Pack>>, Option<String>)> {
-        crate::hook::check_pack_at(py, path)
+    #[pyo3(signature = (path, optimize = None))]
+    fn check_pack(
+        py: Python<'_>,
+        path: &str,
+        optimize: Option<u8>,
+    ) -> PyResult<(Option<Py<Pack>>, Option<String>)> {
+        crate::hook::check_pack_at(py, path, optimize)
     }
 
     /// BLAKE3 of the file at `path` (raises `OSError`), for `PPYC_CHECK=hash`.

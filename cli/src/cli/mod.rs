@@ -4,6 +4,7 @@
 //! usage error.
 
 mod args;
+mod clean;
 mod commands;
 mod hook;
 mod importtime;
@@ -43,7 +44,9 @@ pub(crate) fn main(py: Python<'_>, argv: Vec<String>) -> i32 {
         Command::Compile(a) => a.python.clone(),
         Command::Verify(a) => a.python.clone(),
         Command::Inspect(_) => None,
-        Command::Enable(a) | Command::Disable(a) => a.python.clone(),
+        Command::Enable(a) => a.python.clone(),
+        Command::Disable(a) => a.python.clone(),
+        Command::Clean(a) => a.python.clone(),
         Command::Status(a) => a.python.clone(),
         // Runs the target interpreter itself: nothing to delegate.
         Command::Importtime(_) => None,
@@ -55,7 +58,8 @@ pub(crate) fn main(py: Python<'_>, argv: Vec<String>) -> i32 {
             Command::Inspect(args) => commands::inspect(py, &args),
             Command::Verify(args) => commands::verify(py, &args),
             Command::Enable(_) => hook::enable(py),
-            Command::Disable(_) => hook::disable(py),
+            Command::Disable(args) => hook::disable(py, args.clean),
+            Command::Clean(args) => clean::clean(py, &args),
             Command::Status(args) => hook::status(py, &args),
             Command::Importtime(args) => importtime::importtime(py, &args, &argv),
         },

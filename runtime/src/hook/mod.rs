@@ -446,10 +446,29 @@ pub(crate) fn target(py: Python<'_>) -> PyResult<Target> {
     })
 }
 
+/// What runs at optimisation level `optimize` of this interpreter expect of a pack
+/// (`None`: this run's level); a level other than 0, 1 or 2 is a `ValueError`.
+fn target_at(py: Python<'_>, optimize: Option<u8>) -> PyResult<Target> {
+    let mut t = target(py)?;
+    if let Some(level) = optimize {
+        if level > 2 {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "invalid optimisation level {level} (0, 1 or 2)"
+            )));
+        }
+        t.optimize = level;
+    }
+    Ok(t)
+}
+
 /// Where the packs that may serve `directory` itself are, in the order they are tried: in
-/// the tree, then in the user cache (`spec/FORMAT.md` §2).
-pub(crate) fn pack_candidates(py: Python<'_>, directory: &str) -> PyResult<Vec<String>> {
-    let t = target(py)?;
+/// the tree, then in the user cache (`spec/FORMAT.md` §2), for runs at level `optimize`.
+pub(crate) fn pack_candidates(
+    py: Python<'_>,
+    directory: &str,
+    optimize: Option<u8>,
+) -> PyResult<Vec<String>> {
+    let t = target_at(py, optimize)?;
     let dir = std::path::Path::new(directory);
     let mut out = vec![
         ppyc_format::in_tree_pack_path(dir, &t.cache_tag, t.optimize)
@@ -471,8 +490,9 @@ pub(crate) fn pack_candidates(py: Python<'_>, directory: &str) -> PyResult<Vec<S
 pub(crate) fn check_pack_at(
     py: Python<'_>,
     path: &str,
+    optimize: Option<u8>,
 ) -> PyResult<(Option<Py<crate::pack::Pack>>, Option<String>)> {
-    let t = target(py)?;
+    let t = target_at(py, optimize)?;
     let st = match std::fs::metadata(path) {
         Ok(st) => st,
         Err(e) => return Ok((None, Some(format!("it cannot be read ({e})")))),
