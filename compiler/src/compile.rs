@@ -459,8 +459,8 @@ impl Context<'_> {
 /// Adds the `.pyc` files written in this build to the record of the pack of `dir` (which
 /// keeps those of earlier builds that still exist): beside the in-tree pack when its
 /// directory is writable, else beside the user-cache pack; a record at the other place is
-/// merged and removed. Where no record can be written, the `.pyc` files just written are
-/// removed again and the build fails: ppyc leaves no file it could not remove later.
+/// merged and removed. Where no record can be written, the `.pyc` files just written (and
+/// the `__pycache__` directories this empties) are removed again and the build fails: ppyc leaves no file it could not remove later.
 /// Returns where the record is (`None`: no `.pyc` written, none recorded before).
 fn record_pycs(
     dir: &Path,
@@ -515,7 +515,13 @@ fn record_pycs(
         }
         Err(error) => {
             for rel in new {
-                let _ = std::fs::remove_file(dir.join(rel));
+                let pyc = dir.join(rel);
+                let _ = std::fs::remove_file(&pyc);
+                // An empty `__pycache__` left would make a package directory importable as
+                // a namespace package once its package manager removed it.
+                if let Some(pycache) = pyc.parent().filter(|p| p.ends_with("__pycache__")) {
+                    let _ = std::fs::remove_dir(pycache); // only ever an empty directory
+                }
             }
             Err(BuildError::PycRecord {
                 dir: dir.to_path_buf(),

@@ -269,3 +269,23 @@ def test_optimize_option_of_verify_inspect_and_status(tree: Path) -> None:
         env={**os.environ, **env},
     )
     assert f"    {opt1}: 9 modules, " in proc.stdout, proc
+
+
+def test_pyc_files_that_cannot_be_recorded_are_removed_again(tree: Path, tmp_path: Path) -> None:
+    # `tree/__pycache__` is in the way and the user cache is not a directory: `pkg/...`
+    # .pyc files can be written, but no record of them (nor a pack): ppyc takes them back.
+    (tree / "__pycache__").write_text("in the way")
+    (tmp_path / "cache").write_text("not a directory")
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), **WRITES}
+    r = run_ppyc("compile", "--write-pyc", tree, env=env)
+    assert r.code == 1, r
+    assert r.err.startswith(
+        f"error: cannot pack `{tree}`: cannot record the .pyc files written for `{tree}` "
+        "(so they were removed again): "
+    ), r
+    assert files(tree) == set(FIXTURE) | {"__pycache__"}
+    assert [d for d in dirs(tree) if d.endswith("__pycache__")] == []
+    # The same without --write-pyc: nothing written, the usual error.
+    r = run_ppyc("compile", tree, env=env)
+    assert r.code == 1 and "cannot write a pack" in r.err, r
+    assert files(tree) == set(FIXTURE) | {"__pycache__"}
