@@ -101,17 +101,41 @@ impl PycRecord {
         Ok(())
     }
 
-    /// Whether the file `root/rel` still holds the bytes recorded for `rel`.
+    /// Whether the file `root/rel` still holds the bytes recorded for `rel`. Only a path
+    /// ppyc can have written qualifies: relative, without `..`, a `*.pyc` file in a
+    /// `__pycache__` directory (a record is no licence to remove anything else).
     #[must_use]
     pub fn still_ours(&self, root: &Path, rel: &str) -> bool {
         let Some(digest) = self.pycs.get(rel) else {
             return false;
         };
+        if !is_pyc_path(rel) {
+            return false;
+        }
         let path = root.join(rel);
         // Never follow a symlink put in its place, nor read a non-regular file.
         std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file())
             && std::fs::read(&path).is_ok_and(|b| digest_hex(&b) == *digest)
     }
+}
+
+/// Whether `rel` has the shape of a `.pyc` path below a packed directory:
+/// `[DIR/...]__pycache__/NAME.pyc`, every component a plain name.
+#[must_use]
+pub fn is_pyc_path(rel: &str) -> bool {
+    use std::path::Component;
+    let path = Path::new(rel);
+    let plain = path.components().all(|c| matches!(c, Component::Normal(_)));
+    plain
+        && !rel.contains('\0')
+        && path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.ends_with(".pyc") && n.len() > ".pyc".len())
+        && path
+            .parent()
+            .and_then(Path::file_name)
+            .is_some_and(|p| p == "__pycache__")
 }
 
 #[cfg(test)]
@@ -141,6 +165,22 @@ mod tests {
         assert!(!back.still_ours(d.path(), "p/__pycache__/n.pyc"));
         // Not recorded.
         assert!(!back.still_ours(d.path(), "p/__pycache__/x.pyc"));
+        // Paths ppyc never writes are never removed, whatever the record says.
+        for bad in [
+            "../p/__pycache__/m.pyc",
+            "/etc/__pycache__/m.pyc",
+            "p/../p/__pycache__/m.pyc",
+            "p/m.pyc",
+            "p/__pycache__/m.py",
+            "p/__pycache__/.pyc",
+        ] {
+            assert!(!is_pyc_path(bad), "{bad}");
+        }
+        assert!(is_pyc_path("__pycache__/m.cpython-312.opt-1.pyc"));
+        let mut odd = PycRecord::new();
+        std::fs::write(d.path().join("p/m.pyc"), b"ours").unwrap();
+        odd.pycs.insert("p/m.pyc".into(), digest_hex(b"ours"));
+        assert!(!odd.still_ours(d.path(), "p/m.pyc"));
         std::fs::write(
             &path,
             b"{\"format\": \"other\", \"version\": 1, \"pycs\": {}}",
