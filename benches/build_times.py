@@ -102,7 +102,7 @@ def main() -> None:
         drop_pycs(site)
         cold_compileall.append(run(sys.executable, "-m", "compileall", "-q", "-j0", str(site)))
         drop_pycs(site)
-        cold_ppyc.append(ppyc("--force", str(site)))
+        cold_ppyc.append(ppyc("--force", "--write-pyc", str(site)))
     shutil.rmtree(site / "__pycache__" / "ppyc-bench", ignore_errors=True)
 
     def stats(xs: list[float]) -> dict[str, float]:

@@ -5,8 +5,12 @@
 //!    modified within the same second as the previous pack, or else the same BLAKE3);
 //! 2. `__pycache__/<name>.<cache_tag>[.opt-N].pyc`, when CPython itself would accept it
 //!    ([`crate::pyc`]) and its marshal stream is well formed ([`crate::marshal::validate`]);
-//! 3. compiling the source in the target interpreter ([`crate::workers`]), which also writes
-//!    the `.pyc` as `compileall` does, so the stock importer gains too.
+//! 3. compiling the source in the target interpreter ([`crate::workers`]); with
+//!    [`BuildOptions::write_pyc`] (`--write-pyc`) it also writes the `.pyc` as `compileall`
+//!    does, and records it ([`crate::written`]) so that `ppyc clean` can remove it.
+//!
+//! By default no `.pyc` is written: the pack holds the code, and a file no package manager
+//! knows of would outlive the package it belongs to.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -44,7 +48,8 @@ pub struct BuildOptions {
     pub timeout: Option<Duration>,
     /// Reuse records of the previous pack whose source is unchanged.
     pub incremental: bool,
-    /// Write the `.pyc` of compiled sources to `__pycache__` (as `compileall` does).
+    /// Write the `.pyc` of compiled sources to `__pycache__` (as `compileall` does), and
+    /// record them beside the pack ([`crate::written`]).
     pub write_pyc: bool,
     /// Make an image pack (image mode): every module gets an image where the target can
     /// make one. `None`: a marshal pack.
@@ -72,7 +77,7 @@ impl Default for BuildOptions {
             jobs: std::thread::available_parallelism().map_or(1, usize::from),
             timeout: Some(Duration::from_secs(60)),
             incremental: true,
-            write_pyc: true,
+            write_pyc: false,
             images: None,
             sys_path_entry: false,
         }
@@ -99,6 +104,9 @@ pub struct BuildSummary {
     pub compiled: usize,
     /// Compiled modules whose `.pyc` was written to `__pycache__`.
     pub pyc_written: usize,
+    /// Where the record of the `.pyc` files ppyc wrote for this pack is, when it wrote any
+    /// (in this build or an earlier one still recorded).
+    pub pyc_record: Option<PathBuf>,
     /// Modules left out (syntax errors, unreadable files), and directories that could not
     /// be read.
     pub problems: Vec<Problem>,
@@ -174,6 +182,10 @@ pub enum BuildError {
         in_tree_error: String,
         cache_error: String,
     },
+    #[error(
+        "cannot record the .pyc files written for `{dir}` (so they were removed again): {error}"
+    )]
+    PycRecord { dir: PathBuf, error: String },
     #[error(transparent)]
     Format(#[from] FormatError),
     #[error(transparent)]
@@ -442,6 +454,95 @@ impl Context<'_> {
         marshal::validate(payload, self.version).ok()?;
         Some((header.flags(), payload.to_vec()))
     }
+}
+
+/// Adds the `.pyc` files written in this build to the record of the pack of `dir` (which
+/// keeps those of earlier builds that still exist): beside the in-tree pack when its
+/// directory is writable, else beside the user-cache pack; a record at the other place is
+/// merged and removed. Where no record can be written, the `.pyc` files just written (and
+/// the `__pycache__` directories this empties) are removed again and the build fails: ppyc leaves no file it could not remove later.
+/// Returns where the record is (`None`: no `.pyc` written, none recorded before).
+fn record_pycs(
+    dir: &Path,
+    in_tree: &Path,
+    in_cache: Option<&Path>,
+    written: Vec<(String, String)>,
+) -> Result<Option<PathBuf>, BuildError> {
+    let tree_record = ppyc_format::pyc_record_path(in_tree);
+    let cache_record = in_cache.map(ppyc_format::pyc_record_path);
+    if written.is_empty() {
+        return Ok([Some(&tree_record), cache_record.as_ref()]
+            .into_iter()
+            .flatten()
+            .find(|p| p.is_file())
+            .cloned());
+    }
+    let mut record = crate::written::PycRecord::new();
+    let mut found = Vec::new();
+    for path in std::iter::once(&tree_record).chain(cache_record.as_ref()) {
+        // An unreadable or foreign record is replaced: it never named files ppyc can
+        // prove it wrote.
+        if let Ok(Some(old)) = crate::written::PycRecord::read(path) {
+            record.pycs.extend(old.pycs);
+            found.push(path.clone());
+        }
+    }
+    // Entries whose file is gone (removed by a package manager) are dropped.
+    record
+        .pycs
+        .retain(|rel, _| std::fs::symlink_metadata(dir.join(rel)).is_ok());
+    let new: Vec<String> = written.iter().map(|(rel, _)| rel.clone()).collect();
+    record.pycs.extend(written);
+    let pycache = in_tree.parent().unwrap_or(dir);
+    let at_tree = probe_writable(pycache)
+        .map_err(|e| format!("`{}`: {e}", pycache.display()))
+        .and_then(|()| record.write(&tree_record).map_err(|e| e.to_string()));
+    let result = match (at_tree, &cache_record) {
+        (Ok(()), _) => Ok(tree_record),
+        (Err(e), None) => Err(e),
+        (Err(tree_error), Some(cache)) => create_private(cache)
+            .map_err(crate::written::RecordError::from)
+            .and_then(|()| record.write(cache))
+            .map(|()| cache.clone())
+            .map_err(|e| format!("{tree_error}; {e}")),
+    };
+    match result {
+        Ok(at) => {
+            for other in found.iter().filter(|p| **p != at) {
+                let _ = std::fs::remove_file(other);
+            }
+            Ok(Some(at))
+        }
+        Err(error) => {
+            for rel in new {
+                let pyc = dir.join(rel);
+                let _ = std::fs::remove_file(&pyc);
+                // An empty `__pycache__` left would make a package directory importable as
+                // a namespace package once its package manager removed it.
+                if let Some(pycache) = pyc.parent().filter(|p| p.ends_with("__pycache__")) {
+                    let _ = std::fs::remove_dir(pycache); // only ever an empty directory
+                }
+            }
+            Err(BuildError::PycRecord {
+                dir: dir.to_path_buf(),
+                error,
+            })
+        }
+    }
+}
+
+/// Creates the user cache directory holding `cache_file`, private (mode 0700) as XDG asks,
+/// whatever the umask: the runtime trusts a user-cache pack only in a directory nobody
+/// else can write (spec/SECURITY.md).
+fn create_private(cache_file: &Path) -> Result<(), FormatError> {
+    cache_file.parent().map_or(Ok(()), |c| {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(c)
+            .map_err(|e| FormatError::write(c, e))
+    })
 }
 
 /// How many reasons for missing images a summary keeps.
@@ -729,18 +830,25 @@ pub fn build_pack(
     drop(previous);
 
     lap("classify");
+    // The `.pyc` files written in this build: path relative to `dir`, BLAKE3 of the bytes.
+    let mut written: Vec<(String, String)> = Vec::new();
     if !to_compile.is_empty() {
-        // Like compileall, and unlike the import system, `-B`/`PYTHONDONTWRITEBYTECODE` do not
-        // stop the writing of .pyc files; `--no-write-pyc` does.
-        let write_pyc = options.write_pyc;
+        // Only with `--write-pyc`; then, like compileall and unlike the import system,
+        // `-B`/`PYTHONDONTWRITEBYTECODE` do not stop it. A `.pyc` whose path the record
+        // cannot hold (not UTF-8) is not written.
+        let recordable = |cfile: &Path| {
+            cfile
+                .strip_prefix(dir)
+                .ok()
+                .and_then(Path::to_str)
+                .map(str::to_owned)
+        };
         let jobs: Vec<workers::CompileJob> = to_compile
             .iter()
             .map(|(m, _, _, cfile)| {
-                workers::CompileJob::new(
-                    m.source.clone(),
-                    write_pyc.then(|| cfile.clone()),
-                    opt_level,
-                )
+                let cfile =
+                    (options.write_pyc && recordable(cfile).is_some()).then(|| cfile.clone());
+                workers::CompileJob::new(m.source.clone(), cfile, opt_level)
             })
             .collect();
         let pool = workers::WorkerPool::start(
@@ -752,9 +860,14 @@ pub fn build_pack(
             },
         )?;
         let results = pool.compile_all(jobs, |_, _| reporter.on_progress(1));
-        for ((module, stat, blake3, _), (_, result)) in to_compile.into_iter().zip(results) {
+        for ((module, stat, blake3, cfile), (_, result)) in to_compile.into_iter().zip(results) {
             match result {
                 Ok(compiled) => {
+                    if compiled.written {
+                        if let Some(rel) = recordable(&cfile) {
+                            written.push((rel, crate::written::digest_hex(&compiled.pyc)));
+                        }
+                    }
                     let Ok(header) = pyc::PycHeader::classify(&compiled.pyc, &interp.pyc_magic)
                     else {
                         let p = problem(&module.source, "the compiler returned a malformed .pyc");
@@ -791,6 +904,7 @@ pub fn build_pack(
     }
 
     lap("compile");
+    summary.pyc_record = record_pycs(dir, &in_tree, in_cache.as_deref(), written)?;
     if let Some(images) = &options.images {
         make_images(interp, options, images, &mut inputs, &mut summary)?;
         lap("images");
@@ -844,17 +958,9 @@ pub fn build_pack(
                         .into(),
                 });
             };
-            // The runtime trusts a user-cache pack only in a directory nobody else can
-            // write (spec/SECURITY.md): created private, as XDG asks, whatever the umask.
-            let created = cache.parent().map_or(Ok(()), |c| {
-                use std::os::unix::fs::DirBuilderExt;
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(c)
-                    .map_err(|e| ppyc_format::FormatError::write(c, e))
-            });
-            if let Err(e) = created.and_then(|()| ppyc_format::write_atomic(&cache, &bytes)) {
+            if let Err(e) =
+                create_private(&cache).and_then(|()| ppyc_format::write_atomic(&cache, &bytes))
+            {
                 return Err(BuildError::NoWritableLocation {
                     dir: dir.to_path_buf(),
                     in_tree,

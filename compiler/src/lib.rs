@@ -18,3 +18,4 @@ pub mod report;
 pub mod verify;
 pub mod walk;
 pub mod workers;
+pub mod written;

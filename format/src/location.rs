@@ -18,6 +18,24 @@ pub fn pack_file_name(cache_tag: &str, optimize: u8) -> String {
     }
 }
 
+/// The record of the `.pyc` files `ppyc compile --write-pyc` wrote for the pack named
+/// `pack_path` (`spec/FORMAT.md` §2): the same path with `.pycs` for `.ppyc`.
+#[must_use]
+pub fn pyc_record_path(pack_path: &Path) -> PathBuf {
+    pack_path.with_extension("pycs")
+}
+
+/// The prefix of the temporary files [`crate::write_atomic`] makes for `path` (in the same
+/// directory): `.__ppyc__.<file name>.`, followed by random characters and `.tmp`.
+#[must_use]
+pub fn temp_prefix(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!(".__ppyc__.{name}.")
+}
+
 /// The pack of `dir` inside the directory itself.
 #[must_use]
 pub fn in_tree_pack_path(dir: &Path, cache_tag: &str, optimize: u8) -> PathBuf {
@@ -73,6 +91,23 @@ pub fn cache_pack_path(
     let suffix = file.trim_start_matches("__ppyc__");
     cache_dir.join(format!("{name}-{}{suffix}", &hash.as_str()[..16]))
 }
+
+/// Where the state of the background refresh of `real_dir`'s pack is kept
+/// (`spec/IMPORT.md`, "Staying fresh"): `<cache_dir>/refresh/<name>-<hash>.<tag>[.opt-N]`,
+/// named as the user-cache pack is, to which `.json`, `.log`, `.lock` and `.stamp` are
+/// appended.
+#[must_use]
+pub fn refresh_state_base(
+    cache_dir: &Path,
+    real_dir: &Path,
+    cache_tag: &str,
+    optimize: u8,
+) -> PathBuf {
+    cache_pack_path(&cache_dir.join("refresh"), real_dir, cache_tag, optimize).with_extension("")
+}
+
+/// The files of a refresh state (see [`refresh_state_base`]).
+pub const REFRESH_STATE_SUFFIXES: [&str; 4] = [".json", ".log", ".lock", ".stamp"];
 
 /// The two packs that may serve directory `D` itself (§2): in the tree, and in the user
 /// cache (when there is a cache directory and `D` resolves to a real path).
@@ -227,6 +262,18 @@ mod tests {
         assert_eq!(
             s.len(),
             "/c/dist-packages-".len() + 16 + ".cpython-311.ppyc".len()
+        );
+        assert_eq!(
+            pyc_record_path(&p).to_str().unwrap(),
+            s.replace(".ppyc", ".pycs")
+        );
+        assert_eq!(
+            pyc_record_path(Path::new("/x/__pycache__/__ppyc__.cpython-313.opt-2.ppyc")),
+            Path::new("/x/__pycache__/__ppyc__.cpython-313.opt-2.pycs")
+        );
+        assert_eq!(
+            temp_prefix(Path::new("/x/__pycache__/__ppyc__.cpython-313.ppyc")),
+            ".__ppyc__.__ppyc__.cpython-313.ppyc."
         );
     }
 }

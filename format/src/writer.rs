@@ -274,7 +274,9 @@ impl PackWriter {
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync,
 /// rename over `path`, fsync of the directory. A pack is never rewritten in place (other
 /// processes may have it mapped). Creates the parent directory if needed; the file is made
-/// readable by everyone (mode 0644) like a `.pyc`.
+/// readable by everyone (mode 0644) like a `.pyc`. The temporary file is named
+/// [`crate::temp_prefix`]`(path)` + random characters + `.tmp`, so that `ppyc clean` can
+/// tell the leftovers of an interrupted write of `path` from other files.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FormatError> {
     let dir = path
         .parent()
@@ -282,7 +284,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FormatError> {
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| FormatError::write(dir, e))?;
     let mut tmp = tempfile::Builder::new()
-        .prefix(".__ppyc__")
+        .prefix(&crate::location::temp_prefix(path))
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(|e| FormatError::write(dir, e))?;

@@ -69,18 +69,18 @@ def pth_files() -> list[str]:
     return [p for d in site_dirs() for n in names if os.path.isfile(p := os.path.join(d, n))]
 
 
-def _pack_candidates(directory: str) -> list[str]:
-    return _native.pack_candidates(directory)
+def _pack_candidates(directory: str, optimize: int) -> list[str]:
+    return _native.pack_candidates(directory, optimize)
 
 
-def _pack_status(path: str, directory: str) -> dict[str, Any]:
+def _pack_status(path: str, directory: str, optimize: int) -> dict[str, Any]:
     info: dict[str, Any] = {"path": path, "usable": False}
     try:
         st = os.stat(path)
     except OSError as exc:
         info["reason"] = f"it cannot be read ({exc})"
         return info
-    pack, reason = _native.check_pack(path, directory)
+    pack, reason = _native.check_pack(path, directory, optimize)
     info["usable"] = reason is None
     if reason is not None:
         info["reason"] = reason
@@ -169,8 +169,11 @@ def _own_entry() -> str | None:
     return first if os.path.abspath(first or os.curdir) == own else None
 
 
-def collect() -> dict[str, Any]:
-    """Everything ``ppyc status`` shows, for this interpreter and process."""
+def collect(optimize: int | None = None) -> dict[str, Any]:
+    """Everything ``ppyc status`` shows, for this interpreter and process; the packs are
+    those that runs at optimisation level `optimize` use (default: this run's
+    ``sys.flags.optimize``)."""
+    level = sys.flags.optimize if optimize is None else optimize
     entries = []
     own = _own_entry()
     for i, entry in enumerate(sys.path):
@@ -182,14 +185,16 @@ def collect() -> dict[str, Any]:
         # In the order the hook tries them (the one written last first): the first usable
         # one serves the directory, any other is hidden by it.
         packs = [
-            _pack_status(p, directory) for p in _pack_candidates(directory) if os.path.exists(p)
+            _pack_status(p, directory, level)
+            for p in _pack_candidates(directory, level)
+            if os.path.exists(p)
         ]
         serving = next((p["path"] for p in packs if p["usable"]), None)
         for p in packs:
             p["serving"] = p["path"] == serving
             if p["usable"] and not p["serving"]:
                 p["hidden_by"] = serving
-        base = _native.refresh_state_base(directory) if packs else None
+        base = _native.refresh_state_base(directory, level) if packs else None
         refresh = _refresh.read_state(base) if base else None
         entries.append({"dir": directory, "packs": packs, "refresh": refresh})
     stats = _native.stats()
@@ -207,7 +212,7 @@ def collect() -> dict[str, Any]:
         "python": sys.executable,
         "version": sys.version.split()[0],
         "cache_tag": sys.implementation.cache_tag,
-        "optimize": sys.flags.optimize,
+        "optimize": level,
         "enabled": pth_files(),
         "site_dirs": site_dirs(),
         "disabled_by_env": _native.disabled_by_environment(),

@@ -134,17 +134,18 @@ mod _native {
         crate::hook::refresh_state_base(py, directory, optimize)
     }
 
-    /// The pack at `path` under the hook's rules: `(pack, None)` when usable, else
-    /// `(pack or None, why not)`.
-    /// With `directory`, also that the pack was built for that directory.
+    /// The pack at `path` under the hook's rules, for runs at optimisation level
+    /// `optimize` (default: this run's): `(pack, None)` when usable, else `(pack or None,
+    /// why not)`. With `directory`, also that the pack was built for that directory.
     #[pyfunction]
-    #[pyo3(signature = (path, directory=None))]
+    #[pyo3(signature = (path, directory=None, optimize=None))]
     fn check_pack(
         py: Python<'_>,
         path: &str,
         directory: Option<&str>,
+        optimize: Option<u8>,
     ) -> PyResult<(Option<Py<Pack>>, Option<String>)> {
-        crate::hook::check_pack_at(py, path, directory)
+        crate::hook::check_pack_at(py, path, directory, optimize)
     }
 
     /// BLAKE3 of the file at `path` (raises `OSError`), for `PPYC_CHECK=hash`.

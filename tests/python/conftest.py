@@ -167,6 +167,9 @@ def corpus() -> Path:
         )
         assert proc.returncode == 0, proc.stderr
         (target / ".complete").write_text("ok\n")
-    result = run_ppyc("compile", "--force", target)
+    # With the `.pyc` files the stock side loads, as after a `pip install`: without them the
+    # stock importer compiles each source itself, and set constants may iterate in another
+    # order than the same code loaded by `marshal`.
+    result = run_ppyc("compile", "--force", "--write-pyc", target)
     assert result.code == 0, result
     return target

@@ -140,10 +140,17 @@ def run(
 
 
 def prepare(python: str, corpus: Path) -> None:
-    """Packs of the corpus for optimisation levels 0, 1 and 2."""
+    """Packs of the corpus for optimisation levels 0, 1 and 2, and the `.pyc` files the
+    stock side loads, as after a `pip install` (without them the stock importer compiles
+    each source itself, and set constants may iterate in another order than the same code
+    loaded by `marshal`). `--force`: a pack made without `--write-pyc` would otherwise be
+    reused and no `.pyc` written."""
     for level in ("0", "1", "2"):
         subprocess.run(
-            [python, "-m", "ppyc", "compile", "--quiet", "-O", level, str(corpus)],
+            [
+                *(python, "-m", "ppyc", "compile", "--quiet", "--force", "--write-pyc"),
+                *("-O", level, str(corpus)),
+            ],
             check=True,
             env={**os.environ, "PPYC_NO_PROGRESS": "1"},
         )

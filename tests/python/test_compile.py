@@ -53,7 +53,7 @@ def test_compile_packs_what_the_stock_importer_would_find(tree: Path) -> None:
 
 
 def test_compile_writes_pycs_like_compileall(tree: Path) -> None:
-    assert run_ppyc("compile", tree).code == 0
+    assert run_ppyc("compile", "--write-pyc", tree).code == 0
     pyc = tree / "pkg" / "__pycache__" / f"mod.{CACHE_TAG}.pyc"
     assert pyc.exists()
     # The stock importer accepts it: importing from the tree uses the pyc we wrote.
@@ -70,17 +70,21 @@ def test_summary_and_incremental_reuse(tree: Path) -> None:
     assert filtered(first.out, tree.parent) == (
         "Packed 9 modules of `[TMP]/site` into `[TMP]/site/__pycache__/__ppyc__.[TAG].ppyc`"
         " ([SIZE]) in [TIME]\n"
-        "  0 from .pyc, 9 compiled (9 .pyc written), 0 reused from the previous pack, 0 skipped\n"
-        + mode_line()
+        "  0 from .pyc, 9 compiled, 0 reused from the previous pack, 0 skipped\n" + mode_line()
     )
-    # Nothing changed: every module comes from the previous pack (or its fresh .pyc).
+    # Nothing changed: every module comes from the previous pack (no .pyc was written).
     second = run_ppyc("compile", tree)
-    assert "0 compiled" in second.out, second
+    assert ", 0 compiled, 9 reused from the previous pack," in second.out, second
     # Change one module: it alone is compiled.
     (tree / "pkg" / "mod.py").write_text("VALUE = 'changed'\n")
     third = run_ppyc("compile", tree)
     assert third.code == 0
-    assert ", 1 compiled (1 .pyc written)," in third.out, third
+    assert ", 1 compiled, 8 reused from the previous pack," in third.out, third
+    # With --write-pyc, only the recompiled module's .pyc is written.
+    (tree / "top.py").write_text("X = 2\n")
+    fourth = run_ppyc("compile", "--write-pyc", tree)
+    assert ", 1 compiled (1 .pyc written), 8 reused from the previous pack," in fourth.out, fourth
+    assert [p.name for p in tree.rglob("*.pyc")] == [f"top.{CACHE_TAG}.pyc"]
     pack = ppyc.Pack(tree / PACK)
     ns: dict[str, object] = {}
     exec(pack.get_code("pkg.mod"), ns)
@@ -88,17 +92,17 @@ def test_summary_and_incremental_reuse(tree: Path) -> None:
 
 
 def test_reuse_from_previous_pack_without_pycs(tree: Path) -> None:
-    assert run_ppyc("compile", tree).code == 0
+    assert run_ppyc("compile", "--write-pyc", tree).code == 0
     for pycache in tree.rglob("__pycache__"):
         for f in pycache.glob("*.pyc"):
             f.unlink()
-    r = run_ppyc("compile", "--no-write-pyc", tree)
+    r = run_ppyc("compile", tree)
     assert r.code == 0
     assert "9 reused from the previous pack" in r.out, r
 
 
 def test_deterministic(tree: Path) -> None:
-    assert run_ppyc("compile", tree).code == 0
+    assert run_ppyc("compile", "--write-pyc", tree).code == 0
     first = (tree / PACK).read_bytes()
     assert run_ppyc("compile", "--force", tree).code == 0
     assert (tree / PACK).read_bytes() == first
@@ -124,7 +128,7 @@ def test_deterministic_whatever_the_hash_seed(tree: Path) -> None:
     write(tree, {"sets.py": SETS})
     packs = []
     for seed in ("1", "2", "random"):
-        r = run_ppyc("compile", "--force", "--no-write-pyc", tree, env={"PYTHONHASHSEED": seed})
+        r = run_ppyc("compile", "--force", tree, env={"PYTHONHASHSEED": seed})
         assert r.code == 0, r
         assert "10 compiled" in r.out, r
         packs.append((tree / PACK).read_bytes())
@@ -271,7 +275,8 @@ def test_optimize_levels(tree: Path) -> None:
         exec(pack.get_code("top"), ns)
         doc = ns["f"].__doc__  # type: ignore[attr-defined]
         assert doc == (None if level == 2 else "doc")
-        assert (tree / f"__pycache__/top.{CACHE_TAG}.opt-{level}.pyc").exists()
+        # The pack holds the code: no opt .pyc beside it (nor a plain one).
+        assert list(tree.rglob("*.pyc")) == []
     assert not (tree / PACK).exists()
 
 

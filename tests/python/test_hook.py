@@ -610,7 +610,7 @@ def test_cache_location_pack_is_used(tmp_path: Path, cache_home: dict[str, str])
     (root / "__pycache__").mkdir()
     (root / "__pycache__").chmod(0o555)
     try:
-        result = run_ppyc("compile", "--no-write-pyc", root, env=cache_home, unprivileged=True)
+        result = run_ppyc("compile", root, env=cache_home, unprivileged=True)
         assert result.code == 0, result
         stats, _ = stats_of("import romod", [root], env=cache_home, unprivileged=True)
         assert pack_stats(stats, root)["served"] == 1
@@ -714,6 +714,7 @@ def test_importtime_isolated_and_no_site(lib: Path) -> None:
 
 
 def test_dont_write_bytecode_on_fallback(lib: Path) -> None:
+    assert run_ppyc("compile", "--write-pyc", "--force", lib).code == 0
     (lib / "hmod.py").write_text("VALUE = 5\n")
     pyc = lib / "__pycache__" / f"hmod.{CACHE_TAG}.pyc"
     before = pyc.read_bytes()

@@ -122,6 +122,11 @@ def test_a_changed_module_is_refreshed_in_the_background(
     assert "22 1" in second["stdout"]
     assert second["pack"]["served"] == 5 and not second["pack"]["fallbacks"], second
     assert second["pack"]["refresh"] is None
+    # `ppyc clean` removes what the refresh wrote in the user cache, with the pack.
+    cleaned = run_ppyc("clean", site, env=cache_home)
+    assert cleaned.code == 0, cleaned
+    assert "4 background refresh files" in cleaned.out, cleaned
+    assert not list(state_dir(env).iterdir())
 
 
 def test_at_most_one_refresh_per_interval_and_pack(site: Path, cache_home: dict[str, str]) -> None:

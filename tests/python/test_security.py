@@ -149,7 +149,7 @@ def cached(tmp_path: Path) -> Iterator[tuple[Path, Path, Path]]:
     (root / "__pycache__").chmod(0o555)
     home = tmp_path / "cachehome"
     env = {"XDG_CACHE_HOME": str(home)}
-    result = run_ppyc("compile", "--no-write-pyc", root, env=env, unprivileged=True)
+    result = run_ppyc("compile", root, env=env, unprivileged=True)
     assert result.code == 0, result
     packs = list((home / "ppyc").glob(f"*.{CACHE_TAG}.ppyc"))
     assert len(packs) == 1, result
@@ -222,7 +222,7 @@ def test_compile_makes_a_private_cache_directory_whatever_the_umask(tmp_path: Pa
     env = {**os.environ, "XDG_CACHE_HOME": str(home), "PPYC_NO_PROGRESS": "1"}
     try:
         proc = subprocess.run(
-            [*UNPRIVILEGED, sys.executable, "-m", "ppyc", "compile", "--no-write-pyc", str(root)],
+            [*UNPRIVILEGED, sys.executable, "-m", "ppyc", "compile", str(root)],
             capture_output=True,
             text=True,
             env=env,

@@ -21,11 +21,15 @@ pub(crate) enum Command {
     Inspect(InspectArgs),
     /// Check packs: integrity, and that every module holds what its source compiles to.
     Verify(VerifyArgs),
-    /// Import from packs in every run of this interpreter (writes `ppyc.pth` into
+    /// Import from packs in every run of this interpreter (writes `00-ppyc.pth` into
     /// site-packages).
     Enable(EnableArgs),
-    /// Back to the stock importer (removes `ppyc.pth`).
-    Disable(HookArgs),
+    /// Back to the stock importer (removes `00-ppyc.pth`); `--clean` also removes every pack
+    /// (run it before `pip uninstall ppyc`).
+    Disable(DisableArgs),
+    /// Remove packs: every pack of the directories (all `-O` levels, in the tree and in the
+    /// user cache), the `.pyc` files `compile --write-pyc` wrote, leftover temporary files.
+    Clean(CleanArgs),
     /// Show the packs on `sys.path`, stale modules, whether the hook is active, and the mode.
     Status(StatusArgs),
     /// Measure import time (and memory), stock versus ppyc, in fresh processes: wall time,
@@ -104,10 +108,38 @@ pub(crate) struct HookArgs {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct DisableArgs {
+    /// Act on another interpreter (it must have ppyc installed).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) python: Option<PathBuf>,
+    /// Also remove the packs (and the `.pyc` files ppyc wrote) of every directory on the
+    /// interpreter's `sys.path`, standard library included, as `ppyc clean` does.
+    #[arg(long)]
+    pub(crate) clean: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CleanArgs {
+    /// Directories whose packs to remove. Default: this interpreter's site-packages, the
+    /// directories `ppyc compile` packs by default.
+    pub(crate) paths: Vec<PathBuf>,
+    /// Also the standard library's packs.
+    #[arg(long)]
+    pub(crate) stdlib: bool,
+    /// Clean for another interpreter (it must have ppyc installed).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) python: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct StatusArgs {
     /// Report on another interpreter (it must have ppyc installed).
     #[arg(long, value_name = "PATH")]
     pub(crate) python: Option<PathBuf>,
+    /// Report on the packs that runs at this optimisation level use (`-O`/`-OO`).
+    /// Default: this run's `sys.flags.optimize`.
+    #[arg(long, short = 'O', value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub(crate) optimize: Option<u8>,
     /// Print JSON instead of text.
     #[arg(long)]
     pub(crate) json: bool,
@@ -151,9 +183,10 @@ pub(crate) struct CompileArgs {
     /// a `sys.path` directory of this interpreter: it is itself on `sys.path` all the same.
     #[arg(long)]
     pub(crate) sys_path_entry: bool,
-    /// Do not write `.pyc` files for the sources ppyc compiles.
+    /// Also write a `.pyc` file for each source ppyc compiles (as `compileall` does), and
+    /// record it beside the pack so that `ppyc clean` removes it. Default: no `.pyc` files.
     #[arg(long)]
-    pub(crate) no_write_pyc: bool,
+    pub(crate) write_pyc: bool,
     /// `image`: store every module's code as ready-made objects (CPython 3.11-3.13 release
     /// builds on x86-64 Linux); `marshal`: marshalled code only; `auto`: image where the
     /// interpreter supports it.
@@ -184,6 +217,10 @@ pub(crate) struct InspectArgs {
     pub(crate) pack: PathBuf,
     /// Show this module in detail.
     pub(crate) module: Option<String>,
+    /// For a directory: show its pack for this optimisation level. Default: this run's
+    /// `sys.flags.optimize`.
+    #[arg(long, short = 'O', value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub(crate) optimize: Option<u8>,
 }
 
 #[derive(Debug, Args)]
@@ -194,6 +231,10 @@ pub(crate) struct VerifyArgs {
     /// Verify with another interpreter (it must have ppyc installed).
     #[arg(long, value_name = "PATH")]
     pub(crate) python: Option<PathBuf>,
+    /// For directories (and the default): verify their packs for this optimisation level.
+    /// Default: this run's `sys.flags.optimize`.
+    #[arg(long, short = 'O', value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub(crate) optimize: Option<u8>,
     /// Compiler processes, at least 1 (default: one per core).
     #[arg(long, short = 'j', value_name = "N", value_parser = parse_jobs)]
     pub(crate) jobs: Option<usize>,

@@ -74,7 +74,7 @@ pub(crate) fn compile(py: Python<'_>, args: &CompileArgs) -> anyhow::Result<i32>
     let strict = args.strict;
     let jobs = jobs(args.jobs);
     let incremental = !args.force;
-    let write_pyc = !args.no_write_pyc;
+    let write_pyc = args.write_pyc;
     let sys_path_entry = args.sys_path_entry;
     py.detach(move || {
         let started = Instant::now();
@@ -119,14 +119,20 @@ pub(crate) fn compile(py: Python<'_>, args: &CompileArgs) -> anyhow::Result<i32>
                             human_bytes(s.bytes),
                             s.seconds
                         );
+                        let pyc_written =
+                            if write_pyc { format!(" ({} .pyc written)", s.pyc_written) } else { String::new() };
                         out!(
-                            "  {} from .pyc, {} compiled ({} .pyc written), {} reused from the previous pack, {} skipped",
+                            "  {} from .pyc, {} compiled{pyc_written}, {} reused from the previous pack, {} skipped",
                             s.from_pyc,
                             s.compiled,
-                            s.pyc_written,
                             s.reused,
                             s.problems.len()
                         );
+                        if write_pyc {
+                            if let Some(record) = &s.pyc_record {
+                                out!("  .pyc files written by ppyc are recorded in `{}` (`ppyc clean` removes them)", record.display());
+                            }
+                        }
                         if images.is_some() {
                             let made = if s.images_made > 0 {
                                 format!(" ({} made now)", s.images_made)
@@ -213,12 +219,21 @@ fn describe(h: &ppyc_format::Header) -> String {
 
 /// The pack a `PACK|DIR` argument names: the file, or the directory's pack for this
 /// interpreter; else what to say (a missing file, a directory without a pack).
-fn named_pack(arg: &std::path::Path, interp: &Interpreter) -> Result<PathBuf, String> {
+fn named_pack(
+    arg: &std::path::Path,
+    interp: &Interpreter,
+    optimize: u8,
+) -> Result<PathBuf, String> {
     if arg.is_dir() {
-        let pack = pack_of_dir(arg, &interp.cache_tag, interp.optimize);
+        let pack = pack_of_dir(arg, &interp.cache_tag, optimize);
         if std::fs::symlink_metadata(&pack).is_err() {
+            let (level, flag) = if optimize == 0 {
+                (String::new(), String::new())
+            } else {
+                (format!(" at -O {optimize}"), format!("-O {optimize} "))
+            };
             return Err(format!(
-                "no pack here: `{}` has no pack for {} (looked for `{}`); run `ppyc compile {}`",
+                "no pack here: `{}` has no pack for {}{level} (looked for `{}`); run `ppyc compile {flag}{}`",
                 arg.display(),
                 interp.cache_tag,
                 pack.display(),
@@ -235,7 +250,8 @@ fn named_pack(arg: &std::path::Path, interp: &Interpreter) -> Result<PathBuf, St
 
 pub(crate) fn inspect(py: Python<'_>, args: &InspectArgs) -> anyhow::Result<i32> {
     let interp = crate::interp::current(py).context("cannot describe this interpreter")?;
-    let path = match named_pack(&args.pack, &interp) {
+    let optimize = args.optimize.unwrap_or(interp.optimize);
+    let path = match named_pack(&args.pack, &interp, optimize) {
         Ok(path) => path,
         Err(message) => {
             eprintln!("error: {message}");
@@ -487,17 +503,18 @@ fn verify_interp(py: Python<'_>) -> anyhow::Result<Interpreter> {
 pub(crate) fn verify(py: Python<'_>, args: &VerifyArgs) -> anyhow::Result<i32> {
     let timeout = args.timeout.0;
     let interp = verify_interp(py)?;
+    let optimize = args.optimize.unwrap_or(interp.optimize);
     let packs: Vec<PathBuf> = if args.packs.is_empty() {
         interp
             .site_packages
             .iter()
-            .map(|d| pack_of_dir(d, &interp.cache_tag, interp.optimize))
+            .map(|d| pack_of_dir(d, &interp.cache_tag, optimize))
             .filter(|p| p.exists())
             .collect()
     } else {
         let mut found = Vec::new();
         for arg in &args.packs {
-            match named_pack(arg, &interp) {
+            match named_pack(arg, &interp, optimize) {
                 Ok(path) => found.push(path),
                 Err(message) => {
                     eprintln!("error: {message}");

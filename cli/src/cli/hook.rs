@@ -15,12 +15,14 @@ use super::{SUCCESS, human_bytes, out};
 /// How many stale or missing modules `status` names per pack without `--verbose`.
 const SHOWN: usize = 5;
 
-/// `ppyc._status.collect()`, as JSON.
-fn collect(py: Python<'_>) -> anyhow::Result<Value> {
+/// `ppyc._status.collect(optimize)`, as JSON (`None`: this run's `sys.flags.optimize`).
+fn collect(py: Python<'_>, optimize: Option<u8>) -> anyhow::Result<Value> {
     let json = py
         .import("json")
         .and_then(|json| {
-            let data = py.import("ppyc._status")?.call_method0("collect")?;
+            let data = py
+                .import("ppyc._status")?
+                .call_method1("collect", (optimize,))?;
             json.call_method1("dumps", (data,))?.extract::<String>()
         })
         .map_err(|e| anyhow::anyhow!("cannot describe this interpreter: {e}"))?;
@@ -44,7 +46,7 @@ fn python_attr(py: Python<'_>, module: &str, attr: &str) -> anyhow::Result<Strin
 }
 
 pub(crate) fn enable(py: Python<'_>, args: &EnableArgs) -> anyhow::Result<i32> {
-    let status = collect(py)?;
+    let status = collect(py, None)?;
     let python = status["python"].as_str().unwrap_or("python").to_owned();
     let site = strings(&status["site_dirs"]);
     let purelib = site
@@ -91,20 +93,43 @@ pub(crate) fn enable(py: Python<'_>, args: &EnableArgs) -> anyhow::Result<i32> {
     Ok(SUCCESS)
 }
 
-pub(crate) fn disable(py: Python<'_>) -> anyhow::Result<i32> {
-    let status = collect(py)?;
+/// `ppyc disable`; with `clean`, then `ppyc clean` of every directory on `sys.path`.
+pub(crate) fn disable(py: Python<'_>, clean: bool) -> anyhow::Result<i32> {
+    let status = collect(py, None)?;
     let python = status["python"].as_str().unwrap_or("python").to_owned();
     let files = strings(&status["enabled"]);
     if files.is_empty() {
-        out!("ppyc is not enabled for `{python}`: nothing to do.");
+        out!("ppyc is not enabled for `{python}`.");
+    } else {
+        for f in &files {
+            std::fs::remove_file(f).with_context(|| format!("cannot remove `{f}`"))?;
+            out!("Removed `{f}`.");
+        }
+        if clean {
+            out!("ppyc disabled for `{python}`: the stock importer runs.");
+        } else {
+            out!(
+                "ppyc disabled for `{python}`: the stock importer runs; packs stay on disk \
+                 (`ppyc clean` or `ppyc disable --clean` removes them)."
+            );
+        }
+    }
+    if !clean {
         return Ok(SUCCESS);
     }
-    for f in &files {
-        std::fs::remove_file(f).with_context(|| format!("cannot remove `{f}`"))?;
-        out!("Removed `{f}`.");
-    }
-    out!("ppyc disabled for `{python}`: the stock importer runs; packs stay on disk.");
-    Ok(SUCCESS)
+    // Every directory on `sys.path` (the standard library included), as `status` lists it.
+    let dirs: Vec<(PathBuf, bool)> = status["sys_path"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["dir"].as_str())
+        .map(|d| (PathBuf::from(d), false))
+        .collect();
+    let tag = status["cache_tag"]
+        .as_str()
+        .context("cannot read this interpreter's cache tag")?
+        .to_owned();
+    Ok(py.detach(move || super::clean::clean_dirs(&dirs, &tag)))
 }
 
 fn names(list: &[String], verbose: bool) -> String {
@@ -120,7 +145,7 @@ fn names(list: &[String], verbose: bool) -> String {
 }
 
 pub(crate) fn status(py: Python<'_>, args: &StatusArgs) -> anyhow::Result<i32> {
-    let status = collect(py)?;
+    let status = collect(py, args.optimize)?;
     if args.json {
         out!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(SUCCESS);

@@ -4,6 +4,7 @@
 //! usage error.
 
 mod args;
+mod clean;
 mod commands;
 mod hook;
 mod importtime;
@@ -45,6 +46,7 @@ pub(crate) fn main(py: Python<'_>, argv: Vec<String>) -> i32 {
         Command::Inspect(_) => None,
         Command::Enable(a) => a.python.clone(),
         Command::Disable(a) => a.python.clone(),
+        Command::Clean(a) => a.python.clone(),
         Command::Status(a) => a.python.clone(),
         // Runs the target interpreter itself: nothing to delegate.
         Command::Importtime(_) => None,
@@ -56,7 +58,8 @@ pub(crate) fn main(py: Python<'_>, argv: Vec<String>) -> i32 {
             Command::Inspect(args) => commands::inspect(py, &args),
             Command::Verify(args) => commands::verify(py, &args),
             Command::Enable(args) => hook::enable(py, &args),
-            Command::Disable(_) => hook::disable(py),
+            Command::Disable(args) => hook::disable(py, args.clean),
+            Command::Clean(args) => clean::clean(py, &args),
             Command::Status(args) => hook::status(py, &args),
             Command::Importtime(args) => importtime::importtime(py, &args, &argv),
         },

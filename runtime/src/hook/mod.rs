@@ -520,6 +520,21 @@ pub(crate) fn target(py: Python<'_>) -> PyResult<Target> {
     })
 }
 
+/// What runs at optimisation level `optimize` of this interpreter expect of a pack
+/// (`None`: this run's level); a level other than 0, 1 or 2 is a `ValueError`.
+fn target_at(py: Python<'_>, optimize: Option<u8>) -> PyResult<Target> {
+    let mut t = target(py)?;
+    if let Some(level) = optimize {
+        if level > 2 {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "invalid optimisation level {level} (0, 1 or 2)"
+            )));
+        }
+        t.optimize = level;
+    }
+    Ok(t)
+}
+
 /// The packs that may serve `directory` itself for optimisation level `optimize`
 /// (default: this process's): those that exist in the order they are tried (the one written
 /// last first, `spec/FORMAT.md` §2 "Precedence"), then the others.
@@ -528,12 +543,9 @@ pub(crate) fn pack_candidates(
     directory: &str,
     optimize: Option<u8>,
 ) -> PyResult<Vec<String>> {
-    let t = target(py)?;
-    let c = ppyc_format::PackCandidates::of(
-        std::path::Path::new(directory),
-        &t.cache_tag,
-        optimize.unwrap_or(t.optimize),
-    );
+    let t = target_at(py, optimize)?;
+    let c =
+        ppyc_format::PackCandidates::of(std::path::Path::new(directory), &t.cache_tag, t.optimize);
     let mut out: Vec<std::path::PathBuf> = c.existing().into_iter().map(|(p, _)| p).collect();
     for p in std::iter::once(c.in_tree.as_path()).chain(c.cache_pack()) {
         if !out.iter().any(|o| o == p) {
@@ -577,13 +589,11 @@ pub(crate) fn refresh_state_base(
     directory: &str,
     optimize: Option<u8>,
 ) -> PyResult<Option<String>> {
-    let t = target(py)?;
-    Ok(refresh::state_base(
-        std::path::Path::new(directory),
-        &t.cache_tag,
-        optimize.unwrap_or(t.optimize),
+    let t = target_at(py, optimize)?;
+    Ok(
+        refresh::state_base(std::path::Path::new(directory), &t.cache_tag, t.optimize)
+            .map(|p| p.to_string_lossy().into_owned()),
     )
-    .map(|p| p.to_string_lossy().into_owned()))
 }
 
 /// `ppyc status`: the pack at `path` with the rules the hook applies, `(pack or None,
@@ -592,8 +602,9 @@ pub(crate) fn check_pack_at(
     py: Python<'_>,
     path: &str,
     directory: Option<&str>,
+    optimize: Option<u8>,
 ) -> PyResult<(Option<Py<crate::pack::Pack>>, Option<String>)> {
-    let t = target(py)?;
+    let t = target_at(py, optimize)?;
     let st = match std::fs::metadata(path) {
         Ok(st) => st,
         Err(e) => return Ok((None, Some(format!("it cannot be read ({e})")))),

@@ -44,8 +44,9 @@ impl Settings {
 pub(crate) fn state_base(root: &Path, cache_tag: &str, optimize: u8) -> Option<PathBuf> {
     let cache = ppyc_format::cache_dir()?;
     let real = std::fs::canonicalize(root).ok()?;
-    let pack = ppyc_format::cache_pack_path(&cache.join("refresh"), &real, cache_tag, optimize);
-    Some(pack.with_extension(""))
+    Some(ppyc_format::refresh_state_base(
+        &cache, &real, cache_tag, optimize,
+    ))
 }
 
 fn with_suffix(base: &Path, suffix: &str) -> PathBuf {
