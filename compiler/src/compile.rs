@@ -993,6 +993,7 @@ mod tests {
             optimize: 0,
             extension_suffixes: vec![".abi3.so".into(), ".so".into()],
             site_packages: vec![site.to_path_buf()],
+            pth_roots: Vec::new(),
             user_site: None,
             stdlib: PathBuf::from("/nonexistent/lib"),
             platstdlib: PathBuf::from("/nonexistent/lib"),

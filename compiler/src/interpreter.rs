@@ -45,6 +45,10 @@ pub struct Interpreter {
     pub extension_suffixes: Vec<String>,
     /// purelib and platlib (`sysconfig.get_paths()`), venv aware, without duplicates.
     pub site_packages: Vec<PathBuf>,
+    /// Directories that `.pth` files of the site directories put on `sys.path`
+    /// (path-based editable installs, `.egg` directories), in the order `site` adds them.
+    #[serde(default)]
+    pub pth_roots: Vec<PathBuf>,
     /// The user site-packages, when enabled.
     pub user_site: Option<PathBuf>,
     /// `sysconfig.get_paths()["stdlib"]`.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import marshal
 import os
 import stat
@@ -473,3 +474,62 @@ def test_jobs_and_timeout_options(tree: Path) -> None:
         assert r.code == 0, r
         assert run_ppyc("verify", "--timeout", off, tree).code == 0
     assert "`0` or `none`: no limit" in run_ppyc("compile", "--help").out
+
+
+def test_no_arguments_also_packs_the_directories_pth_files_add(tmp_path: Path) -> None:
+    """A path-based editable install (its source directory on sys.path through a `.pth`
+    file of site-packages) is packed by `ppyc compile` with no arguments, as a sys.path
+    entry, though it looks like a package's parent; `import` lines of `.pth` files are
+    not directories."""
+    import subprocess
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
+    python = venv / "bin" / "python"
+    site = Path(
+        subprocess.run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
+    (site / "ppyc").symlink_to(Path(ppyc.__file__).parent)
+    src = tmp_path / "project" / "src"
+    write(src, {"edpkg/__init__.py": "from .core import X\n", "edpkg/core.py": "X = 41\n"})
+    (site / "__editable__.edpkg-0.1.pth").write_text(f"{src}\n")
+    (site / "other.pth").write_text("import sys\n# a comment\n\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PPYC_NO_PROGRESS"] = "1"
+    built = subprocess.run(
+        [python, "-m", "ppyc", "compile"], capture_output=True, text=True, env=env
+    )
+    assert built.returncode == 0, built.stderr
+    assert f"of `{src}`" in built.stdout, built.stdout
+    assert (src / "__pycache__" / f"__ppyc__.{CACHE_TAG}.ppyc").exists()
+    used = subprocess.run(
+        [
+            python,
+            "-c",
+            "import ppyc; ppyc.install(); import edpkg, json; "
+            "print(edpkg.X, json.dumps(ppyc.stats()['packs']))",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert used.returncode == 0, used.stderr
+    x, packs = used.stdout.split(" ", 1)
+    assert x == "41"
+    served = [p for p in json.loads(packs) if p["root"] == str(src)]
+    assert served and served[0]["served"] == 2, packs
+    # verify and clean with no arguments cover it too.
+    verified = subprocess.run(
+        [python, "-m", "ppyc", "verify"], capture_output=True, text=True, env=env
+    )
+    assert verified.returncode == 0 and str(src) in verified.stdout + verified.stderr, verified
+    cleaned = subprocess.run(
+        [python, "-m", "ppyc", "clean"], capture_output=True, text=True, env=env
+    )
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert not (src / "__pycache__" / f"__ppyc__.{CACHE_TAG}.ppyc").exists()

@@ -151,7 +151,8 @@ pub(crate) struct StatusArgs {
 #[derive(Debug, Args)]
 pub(crate) struct CompileArgs {
     /// Directories to pack (each a `sys.path` entry). Default: this interpreter's
-    /// site-packages (purelib and platlib).
+    /// site-packages (purelib and platlib) and the directories their `.pth` files put on
+    /// `sys.path` (path-based editable installs, `.egg` directories).
     pub(crate) paths: Vec<PathBuf>,
     /// Also pack the standard library.
     #[arg(long)]

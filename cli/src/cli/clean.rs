@@ -252,7 +252,13 @@ pub(crate) fn clean(py: Python<'_>, args: &CleanArgs) -> anyhow::Result<i32> {
     let interp = crate::interp::current(py).context("cannot describe this interpreter")?;
     let mut dirs: Vec<(PathBuf, bool)> = args.paths.iter().map(|p| (p.clone(), true)).collect();
     if args.paths.is_empty() {
-        dirs.extend(interp.site_packages.iter().map(|p| (p.clone(), false)));
+        dirs.extend(
+            interp
+                .site_packages
+                .iter()
+                .chain(&interp.pth_roots)
+                .map(|p| (p.clone(), false)),
+        );
     }
     if args.stdlib {
         dirs.push((interp.stdlib.clone(), false));

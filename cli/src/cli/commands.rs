@@ -26,6 +26,9 @@ struct Job {
     excludes: Vec<String>,
     /// Named on the command line (a missing one is an error, not a note).
     explicit: bool,
+    /// Known to be a `sys.path` entry (put there by a `.pth` file): never refused as a
+    /// package directory.
+    sys_path_entry: bool,
 }
 
 pub(crate) fn compile(py: Python<'_>, args: &CompileArgs) -> anyhow::Result<i32> {
@@ -39,6 +42,7 @@ pub(crate) fn compile(py: Python<'_>, args: &CompileArgs) -> anyhow::Result<i32>
             dir: p.clone(),
             excludes: args.exclude.clone(),
             explicit: true,
+            sys_path_entry: false,
         })
         .collect();
     if args.paths.is_empty() {
@@ -46,6 +50,15 @@ pub(crate) fn compile(py: Python<'_>, args: &CompileArgs) -> anyhow::Result<i32>
             dir: p.clone(),
             excludes: args.exclude.clone(),
             explicit: false,
+            sys_path_entry: false,
+        }));
+        // Path-based editable installs and `.egg` directories: `.pth` files put them on
+        // sys.path, and they hold installed code.
+        plan.extend(interp.pth_roots.iter().map(|p| Job {
+            dir: p.clone(),
+            excludes: args.exclude.clone(),
+            explicit: false,
+            sys_path_entry: true,
         }));
     }
     if args.stdlib {
@@ -55,6 +68,7 @@ pub(crate) fn compile(py: Python<'_>, args: &CompileArgs) -> anyhow::Result<i32>
             dir: interp.stdlib.clone(),
             excludes,
             explicit: false,
+            sys_path_entry: false,
         });
     }
     let (images, marshal_reason) = match args.mode {
@@ -95,7 +109,7 @@ pub(crate) fn compile(py: Python<'_>, args: &CompileArgs) -> anyhow::Result<i32>
                 incremental,
                 write_pyc,
                 images: images.clone(),
-                sys_path_entry,
+                sys_path_entry: sys_path_entry || job.sys_path_entry,
             };
             match build_pack(&job.dir, &interp, &options, &reporter) {
                 Ok(s) => {
@@ -508,6 +522,7 @@ pub(crate) fn verify(py: Python<'_>, args: &VerifyArgs) -> anyhow::Result<i32> {
         interp
             .site_packages
             .iter()
+            .chain(&interp.pth_roots)
             .map(|d| pack_of_dir(d, &interp.cache_tag, optimize))
             .filter(|p| p.exists())
             .collect()
