@@ -263,3 +263,26 @@ def _native_cache_pack(root: Path) -> Path:
     path = _native.cache_pack_path(os.path.realpath(root), CACHE_TAG, 0)
     assert path is not None
     return Path(path)
+
+
+def test_a_refresh_builds_with_the_options_of_the_pack(tmp_path: Path, cache_home: dict) -> None:
+    """The pack records its `--exclude` texts (META `exclude`); the refresh passes them on,
+    once, so the rebuilt pack leaves out the same files and records the same texts."""
+    from ppyc import _native
+
+    root = tmp_path / "opts"
+    write(root, {"keep.py": "K = 1\n", "skipme.py": "S = 1\n", "also/skipme2.py": "T = 1\n"})
+    built = run_ppyc("compile", "--exclude", "skipme", "--exclude", "skipme", root, env=cache_home)
+    assert built.code == 0, built
+    pack = root / "__pycache__" / f"__ppyc__.{CACHE_TAG}.ppyc"
+    assert json.loads(_native.Pack(str(pack)).info()["meta"]["exclude"]) == ["skipme"]
+    env = {**cache_home, **ON}
+    (root / "keep.py").write_text("K = 2\n")
+    touch_later(root / "keep.py")
+    assert run("import keep", root, env)["pack"]["refresh"] == "started"
+    state = wait_for_state(env)
+    assert state["state"] == "ok", Path(state["log"]).read_text()
+    assert "--exclude skipme" in Path(state["log"]).read_text()
+    rebuilt = _native.Pack(str(pack))
+    assert json.loads(rebuilt.info()["meta"]["exclude"]) == ["skipme"]
+    assert sorted(rebuilt.modules()) == ["keep"]

@@ -20,6 +20,18 @@ fn jobs(jobs: Option<usize>) -> usize {
     jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
 }
 
+/// `texts` without repeats, in their first order (`--exclude` given twice, or given again
+/// by a background refresh that read a pack's recorded excludes).
+fn unique(texts: impl Iterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for t in texts {
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    out
+}
+
 /// One directory to pack.
 struct Job {
     dir: PathBuf,
@@ -35,12 +47,20 @@ pub(crate) fn compile(py: Python<'_>, args: &CompileArgs) -> anyhow::Result<i32>
     let timeout = args.timeout.0;
     let interp = crate::interp::current(py).context("cannot describe this interpreter")?;
     let optimize = args.optimize.unwrap_or(interp.optimize);
+    let stdlib_real = std::fs::canonicalize(&interp.stdlib).ok();
+    let stdlib_excludes = || STDLIB_EXCLUDES.iter().map(|s| (*s).to_owned());
     let mut plan: Vec<Job> = args
         .paths
         .iter()
         .map(|p| Job {
             dir: p.clone(),
-            excludes: args.exclude.clone(),
+            // The standard library named by its path is packed as `--stdlib` packs it (a
+            // background refresh names it so).
+            excludes: if stdlib_real.is_some() && std::fs::canonicalize(p).ok() == stdlib_real {
+                unique(stdlib_excludes().chain(args.exclude.iter().cloned()))
+            } else {
+                unique(args.exclude.iter().cloned())
+            },
             explicit: true,
             sys_path_entry: false,
         })
@@ -62,8 +82,7 @@ pub(crate) fn compile(py: Python<'_>, args: &CompileArgs) -> anyhow::Result<i32>
         }));
     }
     if args.stdlib {
-        let mut excludes: Vec<String> = STDLIB_EXCLUDES.iter().map(|s| (*s).to_owned()).collect();
-        excludes.extend(args.exclude.iter().cloned());
+        let excludes = unique(stdlib_excludes().chain(args.exclude.iter().cloned()));
         plan.push(Job {
             dir: interp.stdlib.clone(),
             excludes,
