@@ -111,6 +111,8 @@ pub struct Pack {
     /// The image sections: `None` without them, an error when they are unusable (the
     /// marshal payloads stay usable).
     images: Option<Result<ImageRanges, String>>,
+    /// Whether the lookup table matches its section digest, once computed.
+    index_intact: std::sync::OnceLock<bool>,
 }
 
 impl std::fmt::Debug for Pack {
@@ -257,6 +259,28 @@ impl Pack {
             payl,
             count,
             images,
+            index_intact: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Whether a miss of [`Pack::get`] can be trusted: the lookup table (`INDX`) matches
+    /// its section digest. Opening a pack checks no section digest (constant work), and a
+    /// found module is covered by its record digest, but a damaged `name_hash` makes its
+    /// module look absent; a reader that finds a module's source where the pack has no
+    /// record asks this before treating the module as new (`spec/FORMAT.md` §8). Computed
+    /// once per open pack (BLAKE3 of `48 × module_count` bytes).
+    #[must_use]
+    pub fn index_intact(&self) -> bool {
+        *self.index_intact.get_or_init(|| {
+            let digest = self
+                .sections
+                .iter()
+                .find(|s| s.id == SectionId::INDX)
+                .map(|s| s.digest);
+            match (self.section(SectionId::INDX), digest) {
+                (Some(bytes), Some(digest)) => *blake3::hash(bytes).as_bytes() == digest,
+                _ => false,
+            }
         })
     }
 

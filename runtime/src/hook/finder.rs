@@ -410,6 +410,12 @@ impl Hook {
                 self.consider_refresh(py, &entry, Some(path));
                 fallback("the pack holds another file for this name")
             }
+            Ok(None) if !pack.inner().index_intact() => {
+                // A damaged lookup table hides modules: the pack is damaged, not the
+                // module new (`spec/FORMAT.md` §8).
+                self.damaged(py, &entry, name, "its lookup table (INDX) is damaged");
+                fallback("damaged")
+            }
             Ok(None) => {
                 self.consider_refresh(py, &entry, Some(path));
                 fallback("not in the pack")

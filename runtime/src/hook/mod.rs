@@ -290,6 +290,24 @@ impl Hook {
     /// One damaged record or payload: that module falls back; the pack stays in use for
     /// the others (each is checked on its own), and the user hears about it once.
     fn damaged(&self, py: Python<'_>, entry: &PackEntry, name: &str, detail: &str) {
+        self.damaged_then(
+            py,
+            entry,
+            name,
+            detail,
+            "the stock importer is used instead",
+        );
+    }
+
+    /// [`Hook::damaged`], saying what is done instead (`then`).
+    fn damaged_then(
+        &self,
+        py: Python<'_>,
+        entry: &PackEntry,
+        name: &str,
+        detail: &str,
+        then: &str,
+    ) {
         entry.count(|s| s.problems += 1);
         let first = {
             let mut registry = match self.registry.try_lock() {
@@ -302,7 +320,7 @@ impl Hook {
             self.write_stderr(
                 py,
                 &format!(
-                    "ppyc: warning: pack `{}` is damaged ({name}: {detail}); the stock importer is used instead\n",
+                    "ppyc: warning: pack `{}` is damaged ({name}: {detail}); {then}\n",
                     entry.path
                 ),
             );
@@ -418,6 +436,17 @@ impl Served {
                         *s.images_not_used.entry(note.clone()).or_insert(0) += 1;
                     }
                 });
+                if loaded.image_damaged {
+                    // Served correctly from its payload, but the pack is damaged: said once.
+                    let detail = loaded.image_problem.as_deref().unwrap_or("its image");
+                    hook.damaged_then(
+                        py,
+                        &self.entry,
+                        name,
+                        detail,
+                        "its code is loaded from its marshalled payload instead",
+                    );
+                }
                 if hook.profiling() {
                     let p = loaded.phases;
                     hook.profile_phase(name, Phase::Check, check_ns);

@@ -121,7 +121,24 @@ pub(crate) struct Loaded<'py> {
     pub(crate) bytes: usize,
     /// Why the module's image was not used although the pack is in image mode.
     pub(crate) image_problem: Option<String>,
+    /// Whether that was damage to the pack's image sections (the hook reports it), not a
+    /// missing image or a limit of this process.
+    pub(crate) image_damaged: bool,
     pub(crate) phases: Phases,
+}
+
+/// Why an image was not loaded.
+enum ImageFailure {
+    /// This process cannot load images now (the layout probe, memory).
+    Unavailable(String),
+    /// The image sections are not what the writer wrote.
+    Damaged(String),
+}
+
+impl From<String> for ImageFailure {
+    fn from(s: String) -> Self {
+        Self::Damaged(s)
+    }
 }
 
 fn ns(since: Instant) -> u64 {
@@ -136,16 +153,17 @@ fn load_image<'py>(
     module: &Module<'_>,
     filename: &Bound<'py, PyString>,
     phases: &mut Phases,
-) -> Result<Option<(Bound<'py, PyAny>, usize)>, String> {
+) -> Result<Option<(Bound<'py, PyAny>, usize)>, ImageFailure> {
     let Some(image) = module.image().map_err(|e| e.to_string())? else {
         return Ok(None);
     };
     if let Some(reason) = load::unavailable(py) {
-        return Err(reason);
+        return Err(ImageFailure::Unavailable(reason));
     }
-    let rt = probe::current(py).map_err(str::to_owned)?;
+    let rt = probe::current(py).map_err(|e| ImageFailure::Unavailable(e.to_owned()))?;
     let t0 = Instant::now();
-    let mut memory = ImageMemory::new(image.objects_len()).ok_or("no memory for the image")?;
+    let mut memory = ImageMemory::new(image.objects_len())
+        .ok_or_else(|| ImageFailure::Unavailable("no memory for the image".into()))?;
     let mut aux = vec![0u8; image.aux.len()];
     pack.read_into(image.aux.clone(), &mut aux)
         .map_err(|e| e.to_string())?;
@@ -157,7 +175,7 @@ fn load_image<'py>(
         pack.read_into(image.objects.clone(), &mut stored)
             .map_err(|e| e.to_string())?;
         if !image.check(&stored, &aux) {
-            return Err(damaged());
+            return Err(damaged().into());
         }
         image
             .decode_objects(&stored, memory.bytes_mut())
@@ -166,14 +184,14 @@ fn load_image<'py>(
         pack.read_into(image.objects.clone(), memory.bytes_mut())
             .map_err(|e| e.to_string())?;
         if !image.check(memory.bytes(), &aux) {
-            return Err(damaged());
+            return Err(damaged().into());
         }
     }
     let aux = Aux::parse(&aux).map_err(|e| e.to_string())?;
     let names = pack
         .images()
         .map_err(|e| e.to_string())?
-        .ok_or("no identifier table")?
+        .ok_or_else(|| "no identifier table".to_owned())?
         .names;
     phases.read = ns(t0);
     let bytes = image.objects_len() + image.aux.len();
@@ -234,6 +252,7 @@ pub(crate) fn load_code<'py>(
 ) -> Result<Loaded<'py>, String> {
     let mut phases = Phases::default();
     let mut image_problem = None;
+    let mut image_damaged = false;
     if let Mode::Image(cache) = mode {
         match load_image(py, pack, cache, module, filename, &mut phases) {
             Ok(Some((code, bytes))) => {
@@ -242,11 +261,16 @@ pub(crate) fn load_code<'py>(
                     image: true,
                     bytes,
                     image_problem: None,
+                    image_damaged: false,
                     phases,
                 });
             }
             Ok(None) => image_problem = Some("the module has no image".to_owned()),
-            Err(e) => image_problem = Some(e),
+            Err(ImageFailure::Unavailable(e)) => image_problem = Some(e),
+            Err(ImageFailure::Damaged(e)) => {
+                image_problem = Some(e);
+                image_damaged = true;
+            }
         }
     }
     let (code, bytes) = load_payload(py, pack, module, filename, &mut phases)?;
@@ -255,6 +279,7 @@ pub(crate) fn load_code<'py>(
         image: false,
         bytes,
         image_problem,
+        image_damaged,
         phases,
     })
 }
