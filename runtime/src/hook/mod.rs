@@ -254,7 +254,8 @@ impl Hook {
     /// due (`refresh`, `spec/IMPORT.md` "Staying fresh"). Never fails an import.
     fn consider_refresh(&self, py: Python<'_>, entry: &PackEntry, new_file: Option<&str>) {
         let settings = &self.config.refresh;
-        if !settings.enabled() {
+        // Decided already in this process: no `stat` for the other modules of the pack.
+        if !settings.enabled() || entry.refresh_considered.load(Ordering::Acquire) {
             return;
         }
         if let Some(path) = new_file {
