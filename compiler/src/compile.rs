@@ -16,7 +16,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ppyc_format::{FormatError, ModuleInput, Pack, PackWriter};
+use ppyc_format::{FormatError, Generation, Layer, ModuleInput, Pack, PackWriter};
 use rayon::prelude::*;
 
 use crate::interpreter::Interpreter;
@@ -132,6 +132,14 @@ pub struct BuildSummary {
     pub dirs_recorded: usize,
     /// Directories left out of `DIRS`: changed within 2 s before the build (racy).
     pub dirs_racy: usize,
+    /// The delta written beside the base (`pack_path`) instead of a whole pack
+    /// (`spec/FORMAT.md` §13); `bytes` and `pack_path` are then the base's.
+    pub delta: Option<DeltaWritten>,
+    /// Why a delta could not be written (a whole pack was written instead).
+    pub delta_error: Option<String>,
+    /// Whether a delta of the previous generation was folded into the new pack (or
+    /// removed, as the base alone is up to date again).
+    pub compacted: bool,
 }
 
 /// Why a build could not produce a pack.
@@ -207,10 +215,24 @@ struct Stat {
     source: pyc::SourceStat,
 }
 
+/// A module whose source is unchanged since the previous generation packed it.
+struct Kept {
+    module: SourceModule,
+    stat: Stat,
+    blake3: [u8; 32],
+    layer: Layer,
+    /// Whether the record also has the source's present size and mtime (else it was
+    /// touched: the code is reused, the record must be written anew).
+    same_stat: bool,
+}
+
 enum Classified {
     /// A module whose code is known; the flag says whether its image is settled (reused
     /// from the previous pack, with or without an image).
     Ready((ModuleInput, bool), Origin),
+    /// Unchanged since the previous generation; its code is still in that generation's
+    /// pack of `layer`.
+    Kept(Kept),
     Compile {
         module: SourceModule,
         stat: Stat,
@@ -314,15 +336,44 @@ fn same_contents(path: &Path, bytes: &[u8]) -> bool {
         && std::fs::read(path).is_ok_and(|old| old == bytes)
 }
 
-/// Where the previous pack of `dir` for this target is, if any and usable.
-fn previous_pack(candidates: &[&Path], target: &ppyc_format::Target) -> Option<(Pack, i64)> {
+/// The generation (`spec/FORMAT.md` §13) that serves `dir` now, for this target: its base
+/// pack and the delta that completes it, if any.
+struct Previous {
+    /// The base pack's path.
+    path: PathBuf,
+    generation: Generation,
+    /// When the base and the delta were written (mtime, nanoseconds; 0 without a delta).
+    base_written_ns: i64,
+    delta_written_ns: i64,
+}
+
+impl Previous {
+    fn written_ns(&self, layer: Layer) -> i64 {
+        match layer {
+            Layer::Base => self.base_written_ns,
+            Layer::Delta => self.delta_written_ns,
+        }
+    }
+}
+
+/// The previous generation of `dir` for this target, if any and usable.
+fn previous_generation(candidates: &[&Path], target: &ppyc_format::Target) -> Option<Previous> {
     candidates.iter().find_map(|path| {
-        let pack = Pack::open(path).ok()?;
-        if pack.header().target != *target {
+        let (generation, _) = Generation::open(path).ok()?;
+        if generation.base.header().target != *target {
             return None;
         }
-        let meta = std::fs::metadata(path).ok()?;
-        Some((pack, stat_of(&meta).mtime_ns))
+        let written = |pack: &Pack| {
+            pack.file_metadata()
+                .and_then(Result::ok)
+                .map_or(0, |m| stat_of(&m).mtime_ns)
+        };
+        Some(Previous {
+            path: path.to_path_buf(),
+            base_written_ns: written(&generation.base),
+            delta_written_ns: generation.delta.as_ref().map_or(0, written),
+            generation,
+        })
     })
 }
 
@@ -330,7 +381,7 @@ struct Context<'a> {
     interp: &'a Interpreter,
     version: marshal::PyVersion,
     optimize: pyc::OptLevel,
-    previous: Option<&'a (Pack, i64)>,
+    previous: Option<&'a Previous>,
     /// Whether the previous pack's images are usable for this build (same layout).
     reuse_images: bool,
 }
@@ -344,28 +395,29 @@ impl Context<'_> {
             }
         };
         let stat = stat_of(&meta);
-        let previous = self.previous.and_then(|(pack, written_ns)| {
-            let m = pack.get(&module.name).ok()??;
-            (m.source_path() == module.rel_path && m.is_package() == module.is_package)
-                .then_some((m, *written_ns))
-        });
+        let previous =
+            self.previous.and_then(|p| {
+                let (layer, m) = p.generation.get(&module.name).ok()??;
+                (m.source_path() == module.rel_path && m.is_package() == module.is_package)
+                    .then_some((layer, m, p.written_ns(layer)))
+            });
         // 1a. Unchanged size and mtime, and not racily modified in the second the previous
         //     pack was written (git's "racy clean" rule): reuse without reading the source.
-        if let Some((m, written_ns)) = previous {
+        //     Its code is copied out of the previous pack only if this build needs it
+        //     ([`Context::materialize`]).
+        if let Some((layer, m, written_ns)) = previous {
             if m.source_size() == stat.size
                 && m.source_mtime_ns() == stat.mtime_ns
                 && stat.mtime_ns < written_ns.saturating_sub(1_000_000_000)
             {
-                if let Ok(payload) = m.payload() {
-                    let blake3 = *m.source_blake3();
-                    return Classified::Ready(
-                        self.reused(
-                            input(&module, &stat, blake3, m.pyc_flags(), payload.to_vec()),
-                            &m,
-                        ),
-                        Origin::Reused,
-                    );
-                }
+                let blake3 = *m.source_blake3();
+                return Classified::Kept(Kept {
+                    module,
+                    stat,
+                    blake3,
+                    layer,
+                    same_stat: true,
+                });
             }
         }
         let source = match std::fs::read(&module.source) {
@@ -375,20 +427,55 @@ impl Context<'_> {
             }
         };
         let blake3 = *blake3::hash(&source).as_bytes();
-        // 1b. Same content as when packed (touched, or copied with new times).
-        if let Some((m, _)) = previous {
-            if *m.source_blake3() == blake3 {
-                if let Ok(payload) = m.payload() {
-                    return Classified::Ready(
-                        self.reused(
-                            input(&module, &stat, blake3, m.pyc_flags(), payload.to_vec()),
-                            &m,
-                        ),
-                        Origin::Reused,
-                    );
-                }
+        // 1b. Same content as when packed (touched, or copied with new times); after a
+        //     delta's record, the base's (a change reverted: the module leaves the delta).
+        if let Some((layer, m, _)) = previous {
+            let same = |r: &ppyc_format::Module<'_>| {
+                (r.source_size(), r.source_mtime_ns()) == (stat.size, stat.mtime_ns)
+            };
+            let base_record = || {
+                let p = self.previous?;
+                let b = p.generation.base.get(&module.name).ok()??;
+                (b.source_path() == module.rel_path
+                    && b.is_package() == module.is_package
+                    && *b.source_blake3() == blake3)
+                    .then(|| same(&b))
+            };
+            // The base's record when it is exactly current (the delta then drops the
+            // module), else the record whose code matches.
+            let in_base = if layer == Layer::Delta {
+                base_record()
+            } else {
+                None
+            };
+            let found = if in_base == Some(true) {
+                Some((Layer::Base, true))
+            } else if *m.source_blake3() == blake3 {
+                Some((layer, same(&m)))
+            } else {
+                in_base.map(|same_stat| (Layer::Base, same_stat))
+            };
+            if let Some((layer, same_stat)) = found {
+                return Classified::Kept(Kept {
+                    module,
+                    stat,
+                    blake3,
+                    layer,
+                    same_stat,
+                });
             }
         }
+        self.classify_read(module, stat, source, blake3)
+    }
+
+    /// Steps 2 and 3 for a source read now.
+    fn classify_read(
+        &self,
+        module: SourceModule,
+        stat: Stat,
+        source: Vec<u8>,
+        blake3: [u8; 32],
+    ) -> Classified {
         // 2. A .pyc CPython would accept.
         let cfile = pyc::cache_path(&module.source, &self.interp.cache_tag, self.optimize);
         if let Some((flags, payload)) = self.fresh_pyc(&cfile, &stat, &source) {
@@ -403,6 +490,40 @@ impl Context<'_> {
             stat,
             blake3,
             cfile,
+        }
+    }
+
+    /// The input of a module kept from the previous generation: its code copied out of
+    /// the pack of its layer (payload digest checked); a payload that fails its check is
+    /// classified again from its source.
+    fn materialize(&self, kept: Kept) -> Classified {
+        let found = self.previous.and_then(|p| {
+            let m = p
+                .generation
+                .pack(kept.layer)
+                .get(&kept.module.name)
+                .ok()??;
+            let payload = m.payload().ok()?.to_vec();
+            Some(self.reused(
+                input(
+                    &kept.module,
+                    &kept.stat,
+                    kept.blake3,
+                    m.pyc_flags(),
+                    payload,
+                ),
+                &m,
+            ))
+        });
+        if let Some(ready) = found {
+            return Classified::Ready(ready, Origin::Reused);
+        }
+        match std::fs::read(&kept.module.source) {
+            Ok(source) => {
+                let blake3 = *blake3::hash(&source).as_bytes();
+                self.classify_read(kept.module, kept.stat, source, blake3)
+            }
+            Err(e) => Classified::Failed(problem(&kept.module.source, format!("cannot read: {e}"))),
         }
     }
 
@@ -557,18 +678,14 @@ fn make_images(
     images: &ImageOptions,
     inputs: &mut [(ModuleInput, bool)],
     summary: &mut BuildSummary,
+    early: Option<EarlyPool>,
 ) -> Result<(), BuildError> {
     let pending: Vec<usize> = (0..inputs.len()).filter(|&i| !inputs[i].1).collect();
     if !pending.is_empty() {
-        let pool = workers::WorkerPool::start_images(
-            &interp.executable,
-            options.jobs.clamp(1, pending.len()),
-            workers::Timeouts {
-                startup: Some(Duration::from_secs(30)),
-                per_file: options.timeout,
-            },
-            &images.native,
-        )?;
+        let pool = match early.and_then(|h| h.join().ok()) {
+            Some(started) => started?,
+            None => start_image_pool(interp, options, images, pending.len())?,
+        };
         let expected = *blake3::hash(&images.layout).as_bytes();
         let found = pool.interpreter().image_fingerprint;
         if found != Some(expected) {
@@ -587,6 +704,7 @@ fn make_images(
             .collect();
         let results = pool.snapshot_all(jobs, |_, _| {});
         for (&i, (_, result)) in pending.iter().zip(results) {
+            inputs[i].1 = true;
             match result {
                 Ok(image) => {
                     inputs[i].0.image = Some(image);
@@ -603,6 +721,47 @@ fn make_images(
     summary.images = inputs.iter().filter(|(m, _)| m.image.is_some()).count();
     summary.images_refused_count = inputs.len() - summary.images;
     Ok(())
+}
+
+/// An image pool being started while the sources are compiled.
+type EarlyPool = std::thread::JoinHandle<Result<workers::WorkerPool, workers::WorkerError>>;
+
+/// Starts the image workers for `pending` modules.
+fn start_image_pool(
+    interp: &Interpreter,
+    options: &BuildOptions,
+    images: &ImageOptions,
+    pending: usize,
+) -> Result<workers::WorkerPool, workers::WorkerError> {
+    workers::WorkerPool::start_images(
+        &interp.executable,
+        options.jobs.clamp(1, pending.max(1)),
+        workers::Timeouts {
+            startup: Some(Duration::from_secs(30)),
+            per_file: options.timeout,
+        },
+        &images.native,
+    )
+}
+
+/// Starts the image workers in the background when images will be made after compiling
+/// (`pending` modules): their interpreters start while the compile workers run, instead
+/// of after them.
+fn start_image_pool_early(
+    interp: &Interpreter,
+    options: &BuildOptions,
+    pending: usize,
+    compiling: bool,
+) -> Option<EarlyPool> {
+    let images = options.images.clone()?;
+    if pending == 0 || !compiling {
+        return None;
+    }
+    let (interp, options) = (interp.clone(), options.clone());
+    std::thread::Builder::new()
+        .name("ppyc-image-pool".to_owned())
+        .spawn(move || start_image_pool(&interp, &options, &images, pending))
+        .ok()
 }
 
 /// The `__init__` file that makes `dir` a regular package for `interp`, if any.
@@ -696,6 +855,195 @@ fn check_not_a_package(dir: &Path, interp: &Interpreter) -> Result<(), BuildErro
     }
 }
 
+/// A rebuild written as a delta of the previous generation's base (`spec/FORMAT.md` §13).
+struct DeltaPlan {
+    /// Modules of the base the new generation no longer has.
+    deleted: Vec<String>,
+}
+
+impl DeltaPlan {
+    /// A delta is written when the previous base can take one (built for this directory,
+    /// with this build's layout, or both without images) and the change is small: at most
+    /// a quarter of the base's modules changed, new or deleted, holding at most a quarter
+    /// of its source bytes. Anything larger is compacted into a whole pack.
+    fn new(
+        prev: &Previous,
+        classified: &[Classified],
+        real: &Path,
+        layout_fingerprint: Option<[u8; 32]>,
+    ) -> Option<Self> {
+        let base = &prev.generation.base;
+        let built_for = base
+            .meta()
+            .into_iter()
+            .find_map(|(k, v)| (k == "root").then_some(v));
+        if built_for.as_deref().map(Path::new) != Some(real)
+            || base.header().layout_fingerprint != layout_fingerprint.unwrap_or([0; 32])
+        {
+            return None;
+        }
+        let mut present = std::collections::HashSet::with_capacity(classified.len());
+        let (mut changed, mut changed_bytes) = (0usize, 0u64);
+        for c in classified {
+            let (name, size) = match c {
+                Classified::Kept(k) if k.layer == Layer::Base && k.same_stat => {
+                    present.insert(k.module.name.as_str());
+                    continue;
+                }
+                Classified::Kept(k) => (k.module.name.as_str(), k.stat.size),
+                Classified::Ready((m, _), _) => (m.name.as_str(), m.source_size),
+                Classified::Compile { module, stat, .. } => (module.name.as_str(), stat.size),
+                Classified::Failed(_) => continue,
+            };
+            present.insert(name);
+            changed += 1;
+            changed_bytes += size;
+        }
+        let (mut deleted, mut base_bytes) = (Vec::new(), 0u64);
+        for m in base.modules() {
+            let m = m.ok()?;
+            base_bytes += m.source_size();
+            if !present.contains(m.name()) {
+                deleted.push(m.name().to_owned());
+            }
+        }
+        let small = (changed + deleted.len()) * 4 <= base.len() && changed_bytes * 4 <= base_bytes;
+        small.then_some(Self { deleted })
+    }
+}
+
+/// Removes `path` if it exists.
+fn remove_file(path: &Path) -> Result<(), BuildError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(BuildError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Compiles sources in the target interpreter's worker processes.
+struct Compiler<'a> {
+    dir: &'a Path,
+    interp: &'a Interpreter,
+    options: &'a BuildOptions,
+    version: marshal::PyVersion,
+    opt_level: pyc::OptLevel,
+    reporter: &'a dyn Reporter,
+}
+
+type ToCompile = (SourceModule, Stat, [u8; 32], PathBuf);
+
+impl Compiler<'_> {
+    /// Compiles `to_compile`, adding each module to `inputs` (or its problem to
+    /// `summary`, and its name to `failed`), and each `.pyc` written to `written`.
+    fn compile(
+        &self,
+        to_compile: Vec<ToCompile>,
+        inputs: &mut Vec<(ModuleInput, bool)>,
+        summary: &mut BuildSummary,
+        written: &mut Vec<(String, String)>,
+        failed: &mut Vec<String>,
+    ) -> Result<(), BuildError> {
+        let (dir, interp, options, version, reporter) = (
+            self.dir,
+            self.interp,
+            self.options,
+            self.version,
+            self.reporter,
+        );
+        if to_compile.is_empty() {
+            return Ok(());
+        }
+        // Only with `--write-pyc`; then, like compileall and unlike the import system,
+        // `-B`/`PYTHONDONTWRITEBYTECODE` do not stop it. A `.pyc` whose path the record
+        // cannot hold (not UTF-8) is not written.
+        let recordable = |cfile: &Path| {
+            cfile
+                .strip_prefix(dir)
+                .ok()
+                .and_then(Path::to_str)
+                .map(str::to_owned)
+        };
+        let jobs: Vec<workers::CompileJob> = to_compile
+            .iter()
+            .map(|(m, _, _, cfile)| {
+                let cfile =
+                    (options.write_pyc && recordable(cfile).is_some()).then(|| cfile.clone());
+                workers::CompileJob::new(m.source.clone(), cfile, self.opt_level)
+            })
+            .collect();
+        let pool = workers::WorkerPool::start(
+            &interp.executable,
+            options.jobs.clamp(1, to_compile.len()),
+            workers::Timeouts {
+                startup: Some(Duration::from_secs(30)),
+                per_file: options.timeout,
+            },
+        )?;
+        let results = pool.compile_all(jobs, |_, _| reporter.on_progress(1));
+        let mut fail = |summary: &mut BuildSummary, module: &SourceModule, p: Problem| {
+            reporter.on_problem(&p);
+            summary.problems.push(p);
+            failed.push(module.name.clone());
+        };
+        for ((module, stat, blake3, cfile), (_, result)) in to_compile.into_iter().zip(results) {
+            match result {
+                Ok(compiled) => {
+                    if compiled.written {
+                        if let Some(rel) = recordable(&cfile) {
+                            written.push((rel, crate::written::digest_hex(&compiled.pyc)));
+                        }
+                    }
+                    let Ok(header) = pyc::PycHeader::classify(&compiled.pyc, &interp.pyc_magic)
+                    else {
+                        let p = problem(&module.source, "the compiler returned a malformed .pyc");
+                        fail(summary, &module, p);
+                        continue;
+                    };
+                    let payload = &compiled.pyc[pyc::HEADER_LEN..];
+                    if header.validate_timestamp(&stat.source).is_err()
+                        || marshal::validate(payload, version).is_err()
+                    {
+                        let p = problem(
+                            &module.source,
+                            "the source changed while it was being compiled",
+                        );
+                        fail(summary, &module, p);
+                        continue;
+                    }
+                    summary.compiled += 1;
+                    summary.pyc_written += usize::from(compiled.written);
+                    inputs.push((
+                        input(&module, &stat, blake3, header.flags(), payload.to_vec()),
+                        false,
+                    ));
+                }
+                Err(failure) => {
+                    let p = failure_problem(&failure);
+                    fail(summary, &module, p);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A delta written (or found identical) by a build.
+#[derive(Clone, Debug)]
+pub struct DeltaWritten {
+    /// The delta file, beside its base.
+    pub path: PathBuf,
+    /// Modules it holds (changed or new since the base).
+    pub modules: usize,
+    /// Modules of the base it deletes.
+    pub deleted: usize,
+    /// Its size.
+    pub bytes: u64,
+}
+
 /// Builds (or rebuilds) the pack of `dir` for `interp`.
 pub fn build_pack(
     dir: &Path,
@@ -734,10 +1082,10 @@ pub fn build_pack(
     let in_cache = candidates.cache_pack().map(Path::to_path_buf);
 
     let previous = if options.incremental {
-        // The pack that serves the directory first (`spec/FORMAT.md` §2 "Precedence").
+        // The generation that serves the directory (`spec/FORMAT.md` §2 "Precedence").
         let existing: Vec<PathBuf> = candidates.existing().into_iter().map(|(p, _)| p).collect();
         let candidates: Vec<&Path> = existing.iter().map(PathBuf::as_path).collect();
-        previous_pack(&candidates, &target)
+        previous_generation(&candidates, &target)
     } else {
         None
     };
@@ -774,9 +1122,9 @@ pub fn build_pack(
         version,
         optimize: opt_level,
         previous: previous.as_ref(),
-        reuse_images: previous
-            .as_ref()
-            .is_some_and(|(p, _)| Some(p.header().layout_fingerprint) == layout_fingerprint),
+        reuse_images: previous.as_ref().is_some_and(|p| {
+            Some(p.generation.base.header().layout_fingerprint) == layout_fingerprint
+        }),
     };
     let classified: Vec<Classified> = modules
         .into_par_iter()
@@ -788,33 +1136,45 @@ pub fn build_pack(
             c
         })
         .collect();
+    // A delta when the previous generation's base can take one and the change is small
+    // (`spec/FORMAT.md` §13); else a whole pack (which also compacts a delta away).
+    let mut delta = previous
+        .as_ref()
+        .and_then(|p| DeltaPlan::new(p, &classified, &real, layout_fingerprint));
 
-    let mut writer = PackWriter::new(target.clone())?;
-    writer.set_meta("generator", concat!("ppyc ", env!("CARGO_PKG_VERSION")));
-    writer.set_meta("root", &real.to_string_lossy());
-    if !options.excludes.is_empty() {
-        // For a rebuild with the same options (the runtime's background refresh): a JSON
-        // array, so that any text survives (spec/FORMAT.md §4.2).
-        writer.set_meta(
-            "exclude",
-            &serde_json::to_string(&options.excludes).unwrap_or_default(),
-        );
-    }
-    if let Some(images) = &options.images {
-        writer.set_layout(images.layout.clone());
-    }
-    // Every module's input, and whether its image is settled.
+    // Every module's input, and whether its image is settled; the modules the delta leaves
+    // in the base.
     let mut inputs: Vec<(ModuleInput, bool)> = Vec::new();
+    let mut in_base: Vec<Kept> = Vec::new();
     let mut to_compile = Vec::new();
-    for c in classified {
+    let mut failed_names: Vec<String> = Vec::new();
+    let (kept, others): (Vec<Classified>, Vec<Classified>) = classified
+        .into_iter()
+        .partition(|c| matches!(c, Classified::Kept(_)));
+    let mut to_materialize = Vec::new();
+    for c in kept {
+        if let Classified::Kept(k) = c {
+            summary.reused += 1;
+            if delta.is_some() && k.layer == Layer::Base && k.same_stat {
+                in_base.push(k);
+            } else {
+                to_materialize.push(k);
+            }
+        }
+    }
+    let materialized: Vec<Classified> = to_materialize
+        .into_par_iter()
+        .map(|k| context.materialize(k))
+        .collect();
+    for c in others.into_iter().chain(materialized) {
         match c {
             Classified::Ready(input, origin) => {
-                match origin {
-                    Origin::Reused => summary.reused += 1,
-                    Origin::Pyc => summary.from_pyc += 1,
+                if origin == Origin::Pyc {
+                    summary.from_pyc += 1;
                 }
                 inputs.push(input);
             }
+            Classified::Kept(_) => unreachable!("kept modules are materialized above"),
             Classified::Failed(p) => {
                 reporter.on_problem(&p);
                 summary.problems.push(p);
@@ -827,99 +1187,207 @@ pub fn build_pack(
             } => to_compile.push((module, stat, blake3, cfile)),
         }
     }
-    drop(previous);
-
     lap("classify");
     // The `.pyc` files written in this build: path relative to `dir`, BLAKE3 of the bytes.
     let mut written: Vec<(String, String)> = Vec::new();
-    if !to_compile.is_empty() {
-        // Only with `--write-pyc`; then, like compileall and unlike the import system,
-        // `-B`/`PYTHONDONTWRITEBYTECODE` do not stop it. A `.pyc` whose path the record
-        // cannot hold (not UTF-8) is not written.
-        let recordable = |cfile: &Path| {
-            cfile
-                .strip_prefix(dir)
-                .ok()
-                .and_then(Path::to_str)
-                .map(str::to_owned)
+    let compiler = Compiler {
+        dir,
+        interp,
+        options,
+        version,
+        opt_level,
+        reporter,
+    };
+    let mut early = start_image_pool_early(
+        interp,
+        options,
+        to_compile.len() + inputs.iter().filter(|(_, settled)| !settled).count(),
+        !to_compile.is_empty(),
+    );
+    compiler.compile(
+        to_compile,
+        &mut inputs,
+        &mut summary,
+        &mut written,
+        &mut failed_names,
+    )?;
+    lap("compile");
+    summary.pyc_record = record_pycs(dir, &in_tree, in_cache.as_deref(), written)?;
+
+    let meta_writer = || -> Result<PackWriter, BuildError> {
+        let mut writer = PackWriter::new(target.clone())?;
+        writer.set_meta("generator", concat!("ppyc ", env!("CARGO_PKG_VERSION")));
+        writer.set_meta("root", &real.to_string_lossy());
+        if !options.excludes.is_empty() {
+            // For a rebuild with the same options (the runtime's background refresh): a
+            // JSON array, so that any text survives (spec/FORMAT.md §4.2).
+            writer.set_meta(
+                "exclude",
+                &serde_json::to_string(&options.excludes).unwrap_or_default(),
+            );
+        }
+        if let Some(images) = &options.images {
+            writer.set_layout(images.layout.clone());
+        }
+        Ok(writer)
+    };
+    // The directory listings, taken last: after every `.pyc` written (each `__pycache__`
+    // created) and with the pack's own `__pycache__` in place, so that writing the pack
+    // changes no directory it records.
+    let listings = || {
+        let pycache = in_tree.parent().unwrap_or(dir);
+        if !pycache.is_dir() {
+            let _ = probe_writable(pycache);
+        }
+        let recorded = previous
+            .as_ref()
+            .and_then(|p| p.generation.dirs().ok().flatten());
+        crate::walk::listings(dir, recorded.as_ref())
+    };
+
+    if let (Some(plan), Some(prev)) = (delta.as_mut(), previous.as_ref()) {
+        for name in failed_names.drain(..) {
+            if prev.generation.base.get(&name).ok().flatten().is_some() {
+                plan.deleted.push(name);
+            }
+        }
+        plan.deleted.sort();
+        plan.deleted.dedup();
+        if let Some(images) = &options.images {
+            make_images(
+                interp,
+                options,
+                images,
+                &mut inputs,
+                &mut summary,
+                early.take(),
+            )?;
+            let with_image = in_base
+                .iter()
+                .filter(|k| {
+                    prev.generation
+                        .base
+                        .get(&k.module.name)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|m| m.image().ok().flatten().is_some())
+                })
+                .count();
+            summary.images += with_image;
+            summary.images_refused_count = inputs.len() + in_base.len() - summary.images;
+            lap("images");
+        }
+        let dir_listings = listings();
+        summary.dirs_recorded = dir_listings.dirs.len();
+        summary.dirs_racy = dir_listings.racy;
+        let dirs_body = ppyc_format::dirs::build(dir_listings.dirs.clone())?;
+        lap("listings");
+        let delta_file = ppyc_format::delta_path(&prev.path);
+        let same_dirs = prev.generation.base.section(ppyc_format::SectionId::DIRS)
+            == Some(dirs_body.as_slice());
+        let finish = |mut summary: BuildSummary, phases| {
+            summary.pack_path = prev.path.clone();
+            summary.modules = in_base.len() + inputs.len();
+            summary.bytes = prev.generation.base.file_size();
+            summary.phases = phases;
+            reporter.on_finish();
+            summary.seconds = started.elapsed().as_secs_f64();
+            summary
         };
-        let jobs: Vec<workers::CompileJob> = to_compile
-            .iter()
-            .map(|(m, _, _, cfile)| {
-                let cfile =
-                    (options.write_pyc && recordable(cfile).is_some()).then(|| cfile.clone());
-                workers::CompileJob::new(m.source.clone(), cfile, opt_level)
-            })
-            .collect();
-        let pool = workers::WorkerPool::start(
-            &interp.executable,
-            options.jobs.clamp(1, to_compile.len()),
-            workers::Timeouts {
-                startup: Some(Duration::from_secs(30)),
-                per_file: options.timeout,
-            },
-        )?;
-        let results = pool.compile_all(jobs, |_, _| reporter.on_progress(1));
-        for ((module, stat, blake3, cfile), (_, result)) in to_compile.into_iter().zip(results) {
-            match result {
-                Ok(compiled) => {
-                    if compiled.written {
-                        if let Some(rel) = recordable(&cfile) {
-                            written.push((rel, crate::written::digest_hex(&compiled.pyc)));
+        if inputs.is_empty() && plan.deleted.is_empty() && same_dirs {
+            // The base alone is this generation: no delta (one left is removed).
+            summary.unchanged = prev.generation.delta.is_none();
+            lap("encode");
+            if !summary.unchanged {
+                remove_file(&delta_file)?;
+                summary.compacted = true;
+            }
+            lap("write");
+            return Ok(finish(summary, phases));
+        }
+        let mut writer = meta_writer()?;
+        let header = prev.generation.base.header();
+        writer.set_base(&ppyc_format::BaseRef {
+            digest: header.digest,
+            file_size: header.file_size,
+            deleted: plan.deleted.clone(),
+        })?;
+        writer.set_dirs(dir_listings.dirs.clone())?;
+        for (input, _) in &inputs {
+            writer.add(input.clone())?;
+        }
+        let bytes = writer.finish()?;
+        lap("encode");
+        let outcome = if same_contents(&delta_file, &bytes) {
+            summary.unchanged = true;
+            Ok(())
+        } else {
+            ppyc_format::write_atomic(&delta_file, &bytes)
+        };
+        match outcome {
+            Ok(()) => {
+                summary.delta = Some(DeltaWritten {
+                    path: delta_file,
+                    modules: inputs.len(),
+                    deleted: plan.deleted.len(),
+                    bytes: bytes.len() as u64,
+                });
+                lap("write");
+                return Ok(finish(summary, phases));
+            }
+            Err(e) => {
+                // The base's directory no longer takes files: a whole pack, wherever one
+                // can be written.
+                summary.delta_error = Some(e.to_string());
+                let rest: Vec<Classified> = std::mem::take(&mut in_base)
+                    .into_par_iter()
+                    .map(|k| context.materialize(k))
+                    .collect();
+                let mut again = Vec::new();
+                for c in rest {
+                    match c {
+                        Classified::Ready(input, _) => inputs.push(input),
+                        Classified::Failed(p) => {
+                            reporter.on_problem(&p);
+                            summary.problems.push(p);
                         }
+                        Classified::Compile {
+                            module,
+                            stat,
+                            blake3,
+                            cfile,
+                        } => again.push((module, stat, blake3, cfile)),
+                        Classified::Kept(_) => unreachable!("materialized"),
                     }
-                    let Ok(header) = pyc::PycHeader::classify(&compiled.pyc, &interp.pyc_magic)
-                    else {
-                        let p = problem(&module.source, "the compiler returned a malformed .pyc");
-                        reporter.on_problem(&p);
-                        summary.problems.push(p);
-                        continue;
-                    };
-                    let payload = &compiled.pyc[pyc::HEADER_LEN..];
-                    if header.validate_timestamp(&stat.source).is_err()
-                        || marshal::validate(payload, version).is_err()
-                    {
-                        let p = problem(
-                            &module.source,
-                            "the source changed while it was being compiled",
-                        );
-                        reporter.on_problem(&p);
-                        summary.problems.push(p);
-                        continue;
-                    }
-                    summary.compiled += 1;
-                    summary.pyc_written += usize::from(compiled.written);
-                    inputs.push((
-                        input(&module, &stat, blake3, header.flags(), payload.to_vec()),
-                        false,
-                    ));
                 }
-                Err(failure) => {
-                    let p = failure_problem(&failure);
-                    reporter.on_problem(&p);
-                    summary.problems.push(p);
-                }
+                compiler.compile(
+                    again,
+                    &mut inputs,
+                    &mut summary,
+                    &mut Vec::new(),
+                    &mut Vec::new(),
+                )?;
+                summary.images = 0;
             }
         }
     }
 
-    lap("compile");
-    summary.pyc_record = record_pycs(dir, &in_tree, in_cache.as_deref(), written)?;
     if let Some(images) = &options.images {
-        make_images(interp, options, images, &mut inputs, &mut summary)?;
+        make_images(
+            interp,
+            options,
+            images,
+            &mut inputs,
+            &mut summary,
+            early.take(),
+        )?;
         lap("images");
     }
+    let mut writer = meta_writer()?;
     for (input, _) in inputs {
         writer.add(input)?;
     }
-    // The directory listings, taken last: after every `.pyc` written (each `__pycache__`
-    // created) and with the pack's own `__pycache__` in place, so that writing the pack
-    // changes no directory it records.
-    let pycache = in_tree.parent().unwrap_or(dir);
-    if !pycache.is_dir() {
-        let _ = probe_writable(pycache);
-    }
-    let dir_listings = crate::walk::listings(dir);
+    let dir_listings = listings();
     summary.dirs_recorded = dir_listings.dirs.len();
     summary.dirs_racy = dir_listings.racy;
     writer.set_dirs(dir_listings.dirs)?;
@@ -928,12 +1396,19 @@ pub fn build_pack(
     let bytes = writer.finish()?;
     lap("encode");
     summary.bytes = bytes.len() as u64;
+    summary.compacted = previous
+        .as_ref()
+        .is_some_and(|p| p.generation.delta.is_some());
+    drop(previous);
     // An identical pack is left alone: no rewrite, no new inode for running processes.
     // Only the one that serves the directory counts (`spec/FORMAT.md` §2 "Precedence"): an
     // identical pack that another, newer one hides is written again, and so comes first.
+    // A delta beside the pack written (or left) is removed: the pack alone is the new
+    // generation.
     if let Some((existing, _)) = candidates.existing().into_iter().next() {
         if same_contents(&existing, &bytes) {
             summary.unchanged = true;
+            remove_file(&ppyc_format::delta_path(&existing))?;
             summary.pack_path = existing;
             lap("write");
             summary.phases = phases;
@@ -972,6 +1447,7 @@ pub fn build_pack(
             summary.pack_path = cache;
         }
     }
+    remove_file(&ppyc_format::delta_path(&summary.pack_path))?;
     lap("write");
     summary.phases = phases;
     reporter.on_finish();

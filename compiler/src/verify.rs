@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ppyc_format::Pack;
+use ppyc_format::{Generation, Pack, delta_path};
 
 use crate::interpreter::Interpreter;
 use crate::report::Reporter;
@@ -112,7 +112,9 @@ pub fn verify_pack(
     timeout: Option<Duration>,
     reporter: &dyn Reporter,
 ) -> Result<VerifyOutcome, VerifyError> {
-    let pack = Pack::open(pack_path)?;
+    // The generation (`spec/FORMAT.md` §13): the pack and the delta that completes it.
+    let (generation, delta_problem) = Generation::open(pack_path)?;
+    let pack = &generation.base;
     let target = &pack.header().target;
     if target.pyc_magic != interp.pyc_magic {
         return Err(VerifyError::ForeignPack {
@@ -130,7 +132,7 @@ pub fn verify_pack(
             this_magic: interp.pyc_magic,
         }
     })?;
-    let root = pack_root(pack_path, &pack)
+    let root = pack_root(pack_path, pack)
         .ok_or_else(|| VerifyError::UnknownRoot(pack_path.to_path_buf()))?;
     // The rule the hook applies (`spec/IMPORT.md`): a pack serves only the directory it
     // was built for.
@@ -150,7 +152,7 @@ pub fn verify_pack(
     let optimize = crate::pyc::OptLevel::try_from(target.optimize).map_err(|_| {
         VerifyError::Format(ppyc_format::FormatError::InvalidTarget("optimize level"))
     })?;
-    reporter.on_start(&root, pack.len());
+    reporter.on_start(&root, generation.len());
 
     let report = pack.verify();
     let mut outcome = VerifyOutcome {
@@ -158,10 +160,26 @@ pub fn verify_pack(
         integrity: report.problems.iter().map(ToString::to_string).collect(),
         issues: Vec::new(),
     };
+    if let Some(delta) = &generation.delta {
+        let report = delta.verify();
+        outcome.modules += report.modules_checked;
+        outcome.integrity.extend(
+            report
+                .problems
+                .iter()
+                .map(|e| format!("its delta `{}`: {e}", delta_path(pack_path).display())),
+        );
+    }
+    if let Some(why) = delta_problem {
+        outcome.integrity.push(format!(
+            "its delta `{}` is not used: {why}",
+            delta_path(pack_path).display()
+        ));
+    }
     // Sources still matching their record get compiled and compared.
     let mut to_compare = Vec::new();
-    for module in pack.modules() {
-        let Ok(module) = module else {
+    for module in generation.modules() {
+        let Ok((_, module)) = module else {
             reporter.on_progress(1);
             continue; // already in `integrity`
         };

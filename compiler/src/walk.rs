@@ -479,18 +479,27 @@ fn now_ns() -> i64 {
 /// with fine timestamps (a margin of 0.1 s) such a directory is listed again once the
 /// margin has passed (the build waits at most that long); elsewhere (2 s) it is left out.
 /// A directory that changed while it was listed is left out too.
+///
+/// `recorded` are the listings a previous build recorded (`DIRS`): a directory whose
+/// mtime and ctime are still those of its recorded listing has exactly those names (the
+/// rule the import hook relies on, `spec/FORMAT.md` §12), so it is not listed again.
 #[must_use]
-pub fn listings(root: &Path) -> Listings {
+pub fn listings(root: &Path, recorded: Option<&ppyc_format::dirs::Dirs<'_>>) -> Listings {
     let margin = racy_margin_ns(root);
-    let mut out = take_listings(root, margin, now_ns());
+    let mut out = take_listings(root, margin, now_ns(), recorded);
     if out.racy > 0 && margin <= ppyc_format::dirs::RACY_LOCAL_NS {
         std::thread::sleep(std::time::Duration::from_nanos(margin as u64 + 1_000_000));
-        out = take_listings(root, margin, now_ns());
+        out = take_listings(root, margin, now_ns(), recorded);
     }
     out
 }
 
-fn take_listings(root: &Path, margin: i64, now_ns: i64) -> Listings {
+fn take_listings(
+    root: &Path,
+    margin: i64,
+    now_ns: i64,
+    recorded: Option<&ppyc_format::dirs::Dirs<'_>>,
+) -> Listings {
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::MetadataExt;
     let mut out = Listings::default();
@@ -507,6 +516,39 @@ fn take_listings(root: &Path, margin: i64, now_ns: i64) -> Listings {
         let Some(before) = stamp_of(&dir) else {
             continue;
         };
+        let descend = |name: &[u8], stack: &mut Vec<(PathBuf, String)>| {
+            let Ok(text) = std::str::from_utf8(name) else {
+                return;
+            };
+            if text != "__pycache__" && is_identifier(text) && rel.matches('/').count() < 64 {
+                let child = dir.join(text);
+                if std::fs::metadata(&child).is_ok_and(|m| m.is_dir()) {
+                    let child_rel = if rel.is_empty() {
+                        text.to_owned()
+                    } else {
+                        format!("{rel}/{text}")
+                    };
+                    stack.push((child, child_rel));
+                }
+            }
+        };
+        // Unchanged since a previous build recorded it: the same names.
+        if let Some(listing) = recorded
+            .and_then(|r| r.get(&rel))
+            .filter(|l| (l.mtime, l.ctime) == before)
+        {
+            let names: Vec<Vec<u8>> = listing.names().map(<[u8]>::to_vec).collect();
+            for name in &names {
+                descend(name, &mut stack);
+            }
+            out.dirs.push(ppyc_format::dirs::DirInput {
+                path: rel,
+                mtime: before.0,
+                ctime: before.1,
+                names,
+            });
+            continue;
+        }
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
@@ -518,19 +560,7 @@ fn take_listings(root: &Path, margin: i64, now_ns: i64) -> Listings {
                 break;
             };
             let name = entry.file_name();
-            if let Some(text) = name.to_str() {
-                if text != "__pycache__" && is_identifier(text) && rel.matches('/').count() < 64 {
-                    let child = entry.path();
-                    if std::fs::metadata(&child).is_ok_and(|m| m.is_dir()) {
-                        let child_rel = if rel.is_empty() {
-                            text.to_owned()
-                        } else {
-                            format!("{rel}/{text}")
-                        };
-                        stack.push((child, child_rel));
-                    }
-                }
-            }
+            descend(name.as_bytes(), &mut stack);
             names.push(name.as_bytes().to_vec());
         }
         let after = stamp_of(&dir);

@@ -82,6 +82,8 @@ pub enum FormatError {
     BadImage(String),
     #[error("the directory listings (DIRS) are damaged: {0}")]
     BadDirs(String),
+    #[error("the delta's BASE section is invalid: {0}")]
+    BadBase(String),
     #[error("module `{0}` has an image but the pack has no layout description")]
     ImageWithoutLayout(String),
 }

@@ -62,6 +62,8 @@ impl SectionId {
     pub const ILAY: Self = Self(*b"ILAY");
     /// The listings of the directories the pack covers (§12).
     pub const DIRS: Self = Self(*b"DIRS");
+    /// A delta's base pack and the base's deleted modules (§13); required.
+    pub const BASE: Self = Self(*b"BASE");
 
     /// The sections every pack has, defined with the required flag set (§4.1); the other
     /// known sections are defined with it clear.
@@ -84,7 +86,16 @@ impl SectionId {
                 | Self::INAM
                 | Self::ILAY
                 | Self::DIRS
+                | Self::BASE
         )
+    }
+
+    /// Whether a known section is defined with the required flag set: the mandatory
+    /// sections, and `BASE` (a reader that does not know deltas must not use a delta as a
+    /// whole pack).
+    #[must_use]
+    pub fn is_defined_required(self) -> bool {
+        self.is_mandatory() || self == Self::BASE
     }
 }
 
@@ -371,7 +382,7 @@ impl Header {
             if entry.flags & !SECTION_FLAG_REQUIRED != 0 {
                 return Err(bad("reserved flag bits are set"));
             }
-            if entry.id.is_known() && entry.is_required() != entry.id.is_mandatory() {
+            if entry.id.is_known() && entry.is_required() != entry.id.is_defined_required() {
                 return Err(bad(
                     "its required flag differs from the section's definition",
                 ));

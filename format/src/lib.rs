@@ -14,6 +14,7 @@
 //! | PAYL               |  marshalled code objects, each 16-byte aligned
 //! | META (optional)    |  `key=value` lines (generator, root)
 //! | DIRS (optional)    |  the listings of the directories the pack covers, with their mtimes
+//! | BASE (deltas only) |  the base pack a delta completes, and the base's deleted modules
 //! | IMGO IREL INAM ILAY|  image mode (optional): object areas, relocations, identifiers, layout
 //! +--------------------+
 //! ```
@@ -31,6 +32,7 @@
 //! bounds or loop forever: see `format/tests/corruption.rs`.
 
 pub mod bytes;
+pub mod delta;
 pub mod dirs;
 mod error;
 mod header;
@@ -40,6 +42,7 @@ mod reader;
 mod record;
 mod writer;
 
+pub use delta::{BaseRef, DeltaState, Generation, Layer, delta_path, open_delta, pair};
 pub use error::FormatError;
 pub use header::{
     FLAG_REQUIRED_MASK, HEADER_SIZE, Header, MAGIC, READ_VERSION, SECTION_ENTRY_SIZE,

@@ -360,6 +360,22 @@ impl Pack {
             .transpose()
     }
 
+    /// What the `BASE` section of a delta says (`spec/FORMAT.md` §13): `Ok(None)` for a
+    /// pack that is not a delta. The section's digest is checked here.
+    pub fn base(&self) -> Result<Option<crate::BaseRef>, FormatError> {
+        self.backing.check_mapped()?;
+        let Some(entry) = self.sections.iter().find(|s| s.id == SectionId::BASE) else {
+            return Ok(None);
+        };
+        let body = self
+            .section(SectionId::BASE)
+            .ok_or(FormatError::MissingSection(SectionId::BASE))?;
+        if *blake3::hash(body).as_bytes() != entry.digest {
+            return Err(FormatError::SectionDigestMismatch(SectionId::BASE));
+        }
+        crate::BaseRef::parse(body).map(Some)
+    }
+
     /// The whole pack, as mapped (or held) in memory. Only the header and section table
     /// have been checked: use [`Pack::get`] and [`Module::payload_span`] for anything else.
     /// Touching these bytes after the file was truncated in place raises `SIGBUS`: check
@@ -697,6 +713,9 @@ impl Pack {
             }
             Ok(None) => {}
             Err(e) => report.problems.push(e),
+        }
+        if let Err(e) = self.base() {
+            report.problems.push(e);
         }
         report
     }

@@ -51,6 +51,7 @@ pub struct PackWriter {
     modules: BTreeMap<String, ModuleInput>,
     layout: Option<Vec<u8>>,
     dirs: Option<Vec<u8>>,
+    base: Option<Vec<u8>>,
     extra: BTreeMap<SectionId, Vec<u8>>,
 }
 
@@ -62,10 +63,10 @@ fn pad_to(buf: &mut Vec<u8>, align: usize) {
     buf.resize(align_up(buf.len(), align), 0);
 }
 
-fn valid_module_name(name: &str) -> bool {
+pub(crate) fn valid_module_name(name: &str) -> bool {
     !name.is_empty()
         && name.split('.').all(|part| !part.is_empty())
-        && !name.contains(['/', '\\', '\0'])
+        && !name.contains(['/', '\\', '\0', '\n'])
 }
 
 impl PackWriter {
@@ -78,6 +79,7 @@ impl PackWriter {
             modules: BTreeMap::new(),
             layout: None,
             dirs: None,
+            base: None,
             extra: BTreeMap::new(),
         })
     }
@@ -92,6 +94,16 @@ impl PackWriter {
     /// Records the listings of the directories the pack covers (`DIRS`, §12).
     pub fn set_dirs(&mut self, dirs: Vec<crate::dirs::DirInput>) -> Result<(), FormatError> {
         self.dirs = Some(crate::dirs::build(dirs)?);
+        Ok(())
+    }
+
+    /// Makes this pack a delta of the base `base` names (`spec/FORMAT.md` §13): a required
+    /// `BASE` section.
+    pub fn set_base(&mut self, base: &crate::BaseRef) -> Result<(), FormatError> {
+        if let Some(bad) = base.deleted.iter().find(|n| !valid_module_name(n)) {
+            return Err(FormatError::InvalidModuleName(bad.clone()));
+        }
+        self.base = Some(base.encode());
         Ok(())
     }
 
@@ -214,6 +226,9 @@ impl PackWriter {
         }
         if let Some(dirs) = self.dirs {
             bodies.push((SectionId::DIRS, 0, dirs));
+        }
+        if let Some(base) = self.base {
+            bodies.push((SectionId::BASE, SECTION_FLAG_REQUIRED, base));
         }
         let mut layout_fingerprint = [0; 32];
         if let Some(layout) = self.layout {

@@ -89,6 +89,13 @@ def _pack_status(path: str, directory: str, optimize: int) -> dict[str, Any]:
         return info
     info["modules"] = len(pack)
     info["mode"], info["mode_reason"] = pack.mode_info()
+    pack_info = pack.info()
+    info["delta"] = pack_info["delta"]
+    info["delta_problem"] = pack_info["delta_problem"]
+    # When the generation was written: its delta's time when it has one (spec/FORMAT.md §13).
+    written_ns = st.st_mtime_ns
+    if info["delta"] is not None and info["delta"]["mtime_ns"] is not None:
+        written_ns = max(written_ns, info["delta"]["mtime_ns"])
     if reason is not None:
         return info  # not used: what its modules' sources look like does not matter
     stale: list[str] = []
@@ -115,7 +122,7 @@ def _pack_status(path: str, directory: str, optimize: int) -> dict[str, Any]:
     # after the pack file), or left out when it was built (they did not compile, ...).
     known = set(pack.modules())
     try:
-        excludes = json.loads(pack.info()["meta"].get("exclude", "[]"))
+        excludes = json.loads(pack_info["meta"].get("exclude", "[]"))
     except ValueError:
         excludes = []
     new: list[str] = []
@@ -124,7 +131,7 @@ def _pack_status(path: str, directory: str, optimize: int) -> dict[str, Any]:
         if name in known:
             continue
         try:
-            newer = os.stat(source).st_mtime_ns > st.st_mtime_ns
+            newer = os.stat(source).st_mtime_ns > written_ns
         except OSError:
             continue
         (new if newer else left_out).append(name)

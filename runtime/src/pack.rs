@@ -10,6 +10,8 @@ use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
+use ppyc_format::Layer;
+
 use crate::ffi::image::{self, Mode};
 
 /// What the import hook needs to know about one module: `(source_path, is_package,
@@ -17,12 +19,19 @@ use crate::ffi::image::{self, Mode};
 /// the lookup table, for [`Pack::load`].
 type RecordTuple<'py> = (&'py str, bool, u64, i64, u32, Bound<'py, PyBytes>, usize);
 
-/// An open pack (`ppyc.Pack(path)`).
+/// An open pack (`ppyc.Pack(path)`), with the delta that completes it when there is one
+/// (`spec/FORMAT.md` §13): one generation of a directory's code.
+///
+/// Module indices (`find`, `load`, the import hook's records) run over the generation:
+/// the base's lookup-table entries first, then the delta's, from `len(base)` on.
 #[pyclass(module = "ppyc._native", frozen)]
 pub(crate) struct Pack {
-    inner: ppyc_format::Pack,
-    /// Image or marshal mode in this process, decided at the first load.
-    mode: OnceLock<Mode>,
+    generation: ppyc_format::Generation,
+    /// Image or marshal mode of the base and of the delta in this process, each decided at
+    /// its first load.
+    modes: [OnceLock<Mode>; 2],
+    /// Why a delta beside the pack is not used, when there is one that cannot be.
+    delta_problem: Option<String>,
 }
 
 // `PPYC_CHECK`, as the hook passes it to [`Pack::load`]: 0 timestamp (the default), 1
@@ -65,21 +74,141 @@ pub(crate) enum Outcome<'py> {
 }
 
 impl Pack {
-    /// Opens and checks the header of the pack at `path`.
+    /// Opens and checks the header of the pack at `path`, without its delta.
     pub(crate) fn open(path: &str) -> Result<Self, ppyc_format::FormatError> {
-        ppyc_format::Pack::open(std::path::Path::new(path)).map(|inner| Self {
-            inner,
-            mode: OnceLock::new(),
+        ppyc_format::Pack::open(std::path::Path::new(path)).map(|base| Self {
+            generation: ppyc_format::Generation::alone(base),
+            modes: [OnceLock::new(), OnceLock::new()],
+            delta_problem: None,
         })
     }
 
-    pub(crate) fn mode(&self, py: Python<'_>) -> &Mode {
-        self.mode.get_or_init(|| image::pack_mode(py, &self.inner))
+    /// Completes this pack (opened from `path`) with its delta, if one beside it names it
+    /// and `accept` (the rules the file must meet, given its path and metadata) takes it;
+    /// a delta that is there and cannot be used is kept as [`Pack::delta_problem`].
+    pub(crate) fn with_delta(
+        self,
+        path: &std::path::Path,
+        accept: impl Fn(&std::fs::Metadata) -> Result<(), String>,
+    ) -> Self {
+        let base = self.generation.base;
+        let (generation, delta_problem) = match Self::delta_of(&base, path, accept) {
+            Ok(None) => (ppyc_format::Generation::alone(base), None),
+            Ok(Some(delta)) => match ppyc_format::Generation::with_delta(base, delta) {
+                Ok(g) => (g, None),
+                Err((base, e)) => (ppyc_format::Generation::alone(*base), Some(e.to_string())),
+            },
+            Err(why) => (ppyc_format::Generation::alone(base), Some(why)),
+        };
+        Self {
+            generation,
+            modes: self.modes,
+            delta_problem,
+        }
     }
 
-    /// The pack format's reader.
+    /// The delta beside `base` (opened from `path`) that names it and that `accept` takes;
+    /// `Ok(None)` when there is none or one of another base; why not, when it is there and
+    /// cannot be used.
+    fn delta_of(
+        base: &ppyc_format::Pack,
+        path: &std::path::Path,
+        accept: impl Fn(&std::fs::Metadata) -> Result<(), String>,
+    ) -> Result<Option<ppyc_format::Pack>, String> {
+        let delta_path = ppyc_format::delta_path(path);
+        let Ok(st) = std::fs::symlink_metadata(&delta_path) else {
+            return Ok(None);
+        };
+        accept(&st)?;
+        let delta =
+            ppyc_format::Pack::open(&delta_path).map_err(|e| format!("it cannot be read ({e})"))?;
+        // The same rules for the file opened (fstat), in case one was renamed over it.
+        match delta.file_metadata() {
+            Some(Ok(opened)) if opened.ino() == st.ino() && opened.dev() == st.dev() => {}
+            Some(Ok(opened)) => accept(&opened)?,
+            Some(Err(e)) => return Err(format!("it cannot be read ({e})")),
+            None => {}
+        }
+        match ppyc_format::pair(base, delta) {
+            ppyc_format::DeltaState::Paired(delta) => Ok(Some(*delta)),
+            ppyc_format::DeltaState::Unusable(why) => Err(why),
+            ppyc_format::DeltaState::Absent | ppyc_format::DeltaState::Unpaired => Ok(None),
+        }
+    }
+
+    /// The mode of the base pack in this process (the pack's mode).
+    pub(crate) fn mode(&self, py: Python<'_>) -> &Mode {
+        self.layer_mode(py, Layer::Base)
+    }
+
+    fn layer_mode(&self, py: Python<'_>, layer: Layer) -> &Mode {
+        let i = usize::from(layer == Layer::Delta);
+        self.modes[i].get_or_init(|| image::pack_mode(py, self.generation.pack(layer)))
+    }
+
+    /// The base pack's reader.
     pub(crate) fn inner(&self) -> &ppyc_format::Pack {
-        &self.inner
+        &self.generation.base
+    }
+
+    /// The delta in use, if any.
+    pub(crate) fn delta(&self) -> Option<&ppyc_format::Pack> {
+        self.generation.delta.as_ref()
+    }
+
+    /// Why a delta beside the pack is not used, when there is one.
+    pub(crate) fn delta_problem(&self) -> Option<&str> {
+        self.delta_problem.as_deref()
+    }
+
+    /// Modules of the generation.
+    pub(crate) fn len(&self) -> usize {
+        self.generation.len()
+    }
+
+    /// The module `name` of the generation and its generation index.
+    pub(crate) fn lookup(
+        &self,
+        name: &str,
+    ) -> Result<Option<(usize, ppyc_format::Module<'_>)>, ppyc_format::FormatError> {
+        Ok(self
+            .generation
+            .get(name)?
+            .map(|(layer, m)| (self.index_of(layer, &m), m)))
+    }
+
+    fn index_of(&self, layer: Layer, m: &ppyc_format::Module<'_>) -> usize {
+        match layer {
+            Layer::Base => m.index(),
+            Layer::Delta => self.generation.base.len() + m.index(),
+        }
+    }
+
+    /// The layer and lookup-table entry of generation index `index`.
+    fn locate(&self, index: usize) -> (Layer, usize) {
+        let base = self.generation.base.len();
+        if index >= base && self.generation.delta.is_some() {
+            (Layer::Delta, index - base)
+        } else {
+            (Layer::Base, index)
+        }
+    }
+
+    /// Whether the lookup tables match their section digests (computed once per pack).
+    pub(crate) fn index_intact(&self) -> bool {
+        self.generation.base.index_intact()
+            && self
+                .generation
+                .delta
+                .as_ref()
+                .is_none_or(ppyc_format::Pack::index_intact)
+    }
+
+    /// The directory listings in force (the delta's, else the base's).
+    pub(crate) fn dirs(
+        &self,
+    ) -> Result<Option<ppyc_format::dirs::Dirs<'_>>, ppyc_format::FormatError> {
+        self.generation.dirs()
     }
 
     /// Loads module `name` (lookup-table entry `index`) found at `path`: its record
@@ -95,12 +224,14 @@ impl Pack {
         check: Check,
         hash_pycs: HashPycs,
     ) -> PyResult<Outcome<'py>> {
+        let (layer, local) = self.locate(index);
+        let pack = self.generation.pack(layer);
         // One check that the file still covers its mapping, for every read below.
-        let _checked = match self.inner.checked_scope() {
+        let _checked = match pack.checked_scope() {
             Ok(scope) => scope,
             Err(e) => return Ok(Outcome::Damaged(e.to_string(), 0)),
         };
-        let module = match self.inner.module_at(index) {
+        let module = match pack.module_at(local) {
             Ok(m) if m.name() == name => m,
             Ok(_) => return Ok(Outcome::Damaged("the entry holds another module".into(), 0)),
             Err(e) => return Ok(Outcome::Damaged(e.to_string(), 0)),
@@ -141,7 +272,7 @@ impl Pack {
             });
         }
         Ok(
-            match image::load_code(py, &self.inner, self.mode(py), &module, path) {
+            match image::load_code(py, pack, self.layer_mode(py, layer), &module, path) {
                 Ok(l) => Outcome::Loaded(l, check_ns),
                 Err(e) => Outcome::Damaged(e, check_ns),
             },
@@ -162,10 +293,18 @@ impl Pack {
     #[new]
     fn new(path: PathBuf) -> PyResult<Self> {
         match ppyc_format::Pack::open(&path) {
-            Ok(inner) => Ok(Self {
-                inner,
-                mode: OnceLock::new(),
-            }),
+            Ok(base) => Ok(Self {
+                generation: ppyc_format::Generation::alone(base),
+                modes: [OnceLock::new(), OnceLock::new()],
+                delta_problem: None,
+            }
+            .with_delta(&path, |st| {
+                if st.is_file() {
+                    Ok(())
+                } else {
+                    Err("it is not a regular file".into())
+                }
+            })),
             Err(ppyc_format::FormatError::Io { source, .. }) => Err(source.into()),
             Err(
                 e @ ppyc_format::FormatError::NotAFile {
@@ -192,10 +331,10 @@ impl Pack {
     ) -> PyResult<()> {
         // A file truncated in place: its mapping must no longer be handed out.
         slf.get()
-            .inner
+            .inner()
             .check_mapped()
             .map_err(|e| pyo3::exceptions::PyBufferError::new_err(e.to_string()))?;
-        let bytes = slf.get().inner.as_bytes();
+        let bytes = slf.get().inner().as_bytes();
         // SAFETY: `view` is CPython's request (our caller's contract). `bytes` is the pack's
         // mapping, owned by `slf` and never modified or unmapped while `slf` is alive
         // (`Pack` is frozen and packs are replaced by rename, never written in place), and
@@ -206,26 +345,28 @@ impl Pack {
     /// `sys.implementation.cache_tag` of the target interpreter.
     #[getter]
     fn cache_tag(&self) -> &str {
-        &self.inner.header().target.cache_tag
+        &self.inner().header().target.cache_tag
     }
 
     /// The pyc magic number of the target interpreter.
     #[getter]
     fn pyc_magic<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.inner.header().target.pyc_magic)
+        PyBytes::new(py, &self.inner().header().target.pyc_magic)
     }
 
     /// `sys.flags.optimize` the code was compiled for.
     #[getter]
     fn optimize(&self) -> u8 {
-        self.inner.header().target.optimize
+        self.inner().header().target.optimize
     }
 
     /// The path the pack was opened from (a `str`: returning `pathlib.Path` would import
     /// `pathlib`, which the import hook must not do in the middle of an import).
     #[getter]
     fn path(&self) -> Option<String> {
-        self.inner.path().map(|p| p.to_string_lossy().into_owned())
+        self.inner()
+            .path()
+            .map(|p| p.to_string_lossy().into_owned())
     }
 
     /// The record of module `name` as a tuple `(source_path, is_package, source_size,
@@ -233,7 +374,7 @@ impl Pack {
     /// it. Checks only that record (digest, then structure); raises `ValueError` when it is
     /// damaged.
     fn find<'py>(&'py self, py: Python<'py>, name: &str) -> PyResult<Option<RecordTuple<'py>>> {
-        let Some(m) = self.inner.get(name).map_err(|e| value_error(&e))? else {
+        let Some((index, m)) = self.lookup(name).map_err(|e| value_error(&e))? else {
             return Ok(None);
         };
         Ok(Some((
@@ -243,7 +384,7 @@ impl Pack {
             m.source_mtime_ns(),
             m.pyc_flags(),
             PyBytes::new(py, m.source_blake3()),
-            m.index(),
+            index,
         )))
     }
 
@@ -318,7 +459,7 @@ impl Pack {
     /// root): `(mtime_seconds, mtime_nanoseconds, names)` with the names as bytes, or `None`
     /// when the pack records none (or the entry is damaged).
     fn listing<'py>(&self, py: Python<'py>, rel: &str) -> PyResult<Option<ListingTuple<'py>>> {
-        let dirs = self.inner.dirs().map_err(|e| value_error(&e))?;
+        let dirs = self.dirs().map_err(|e| value_error(&e))?;
         Ok(dirs.and_then(|d| d.get(rel)).map(|l| {
             (
                 l.mtime.0,
@@ -344,17 +485,18 @@ impl Pack {
         name: &str,
         filename: &Bound<'py, PyString>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let m = self
-            .inner
+        let (layer, m) = self
+            .generation
             .get(name)
             .map_err(|e| value_error(&e))?
             .ok_or_else(|| PyKeyError::new_err(name.to_owned()))?;
-        let mode = self.mode(py);
+        let mode = self.layer_mode(py, layer);
         if let Mode::Marshal(reason) = mode {
             return Err(PyValueError::new_err(format!("marshal mode: {reason}")));
         }
+        let pack = self.generation.pack(layer);
         let loaded =
-            image::load_code(py, &self.inner, mode, &m, filename).map_err(PyValueError::new_err)?;
+            image::load_code(py, pack, mode, &m, filename).map_err(PyValueError::new_err)?;
         match loaded.image_problem {
             None => Ok(loaded.code),
             Some(problem) => Err(PyValueError::new_err(problem)),
@@ -364,11 +506,16 @@ impl Pack {
     /// `(start, end)` of module `name`'s payload in `memoryview(pack)`, after checking the
     /// payload's digest (`ValueError` when damaged, `KeyError` when absent).
     fn payload_span(&self, py: Python<'_>, name: &str) -> PyResult<(usize, usize)> {
-        let m = self
-            .inner
+        let (layer, m) = self
+            .generation
             .get(name)
             .map_err(|e| value_error(&e))?
             .ok_or_else(|| PyKeyError::new_err(name.to_owned()))?;
+        if layer == Layer::Delta {
+            return Err(PyValueError::new_err(format!(
+                "`{name}` is in the pack's delta: its payload is not in memoryview(pack)"
+            )));
+        }
         let span = if m.payload_len() > 1 << 20 {
             // Hashing a large payload: let other threads run meanwhile.
             py.detach(|| m.payload_span())
@@ -381,25 +528,25 @@ impl Pack {
 
     /// The module names, sorted.
     fn modules(&self) -> PyResult<Vec<String>> {
-        let mut names = Vec::with_capacity(self.inner.len());
-        for m in self.inner.modules() {
-            names.push(m.map_err(|e| value_error(&e))?.name().to_owned());
+        let mut names = Vec::with_capacity(self.len());
+        for m in self.generation.modules() {
+            names.push(m.map_err(|e| value_error(&e))?.1.name().to_owned());
         }
         names.sort_unstable();
         Ok(names)
     }
 
     fn __len__(&self) -> usize {
-        self.inner.len()
+        self.len()
     }
 
     fn __contains__(&self, name: &str) -> PyResult<bool> {
-        Ok(self.inner.get(name).map_err(|e| value_error(&e))?.is_some())
+        Ok(self.lookup(name).map_err(|e| value_error(&e))?.is_some())
     }
 
     /// The header and sections, as a dict.
     fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let h = self.inner.header();
+        let h = self.inner().header();
         let d = PyDict::new(py);
         d.set_item("path", self.path())?;
         d.set_item("read_version", h.read_version)?;
@@ -411,7 +558,7 @@ impl Pack {
         d.set_item("flags", h.flags)?;
         d.set_item("module_count", h.module_count)?;
         d.set_item("file_size", h.file_size)?;
-        let images = self.inner.images().ok().flatten();
+        let images = self.inner().images().ok().flatten();
         d.set_item(
             "layout_fingerprint",
             (h.layout_fingerprint != [0; 32]).then(|| {
@@ -430,10 +577,10 @@ impl Pack {
         d.set_item("mode_reason", reason)?;
         d.set_item(
             "directories",
-            self.inner.dirs().ok().flatten().map_or(0, |d| d.len()),
+            self.dirs().ok().flatten().map_or(0, |d| d.len()),
         )?;
         let sections = PyList::empty(py);
-        for s in self.inner.sections() {
+        for s in self.inner().sections() {
             let e = PyDict::new(py);
             e.set_item("id", s.id.to_string())?;
             e.set_item("offset", s.offset)?;
@@ -442,19 +589,45 @@ impl Pack {
             sections.append(e)?;
         }
         d.set_item("sections", sections)?;
+        // The generation's metadata: the delta's, written by the latest build, when there
+        // is one.
         let meta = PyDict::new(py);
-        for (k, v) in self.inner.meta() {
+        for (k, v) in self.delta().unwrap_or(self.inner()).meta() {
             meta.set_item(k, v)?;
         }
         d.set_item("meta", meta)?;
+        d.set_item("modules", self.len())?;
+        let delta = match self.delta() {
+            None => None,
+            Some(delta) => {
+                let e = PyDict::new(py);
+                e.set_item(
+                    "path",
+                    delta.path().map(|p| p.to_string_lossy().into_owned()),
+                )?;
+                e.set_item("module_count", delta.len())?;
+                e.set_item("file_size", delta.file_size())?;
+                e.set_item(
+                    "deleted",
+                    delta.base().ok().flatten().map_or(0, |b| b.deleted.len()),
+                )?;
+                let written = delta
+                    .file_metadata()
+                    .and_then(Result::ok)
+                    .map(|m| m.mtime() * 1_000_000_000 + m.mtime_nsec());
+                e.set_item("mtime_ns", written)?;
+                Some(e)
+            }
+        };
+        d.set_item("delta", delta)?;
+        d.set_item("delta_problem", self.delta_problem())?;
         Ok(d)
     }
 
     /// The record of module `name`, as a dict (raises `KeyError` when absent).
     fn record<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyDict>> {
-        let m = self
-            .inner
-            .get(name)
+        let (_, m) = self
+            .lookup(name)
             .map_err(|e| value_error(&e))?
             .ok_or_else(|| PyKeyError::new_err(name.to_owned()))?;
         let d = PyDict::new(py);
@@ -471,9 +644,8 @@ impl Pack {
 
     /// The marshalled code of module `name` (checked against its digest), as bytes.
     fn payload<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyBytes>> {
-        let m = self
-            .inner
-            .get(name)
+        let (_, m) = self
+            .lookup(name)
             .map_err(|e| value_error(&e))?
             .ok_or_else(|| PyKeyError::new_err(name.to_owned()))?;
         Ok(PyBytes::new(py, m.payload().map_err(|e| value_error(&e))?))
@@ -488,21 +660,32 @@ impl Pack {
     /// Checks every digest; returns the list of problems (empty when intact).
     fn verify(&self, py: Python<'_>) -> Vec<String> {
         py.detach(|| {
-            self.inner
+            let mut problems: Vec<String> = self
+                .inner()
                 .verify()
                 .problems
                 .iter()
                 .map(ToString::to_string)
-                .collect()
+                .collect();
+            if let Some(delta) = self.delta() {
+                problems.extend(
+                    delta
+                        .verify()
+                        .problems
+                        .iter()
+                        .map(|e| format!("delta: {e}")),
+                );
+            }
+            problems
         })
     }
 
     fn __repr__(&self) -> String {
         format!(
             "<ppyc.Pack {} modules for {}{}>",
-            self.inner.len(),
-            self.inner.header().target.cache_tag,
-            self.inner
+            self.len(),
+            self.inner().header().target.cache_tag,
+            self.inner()
                 .path()
                 .map(|p| format!(" at {}", p.display()))
                 .unwrap_or_default()

@@ -129,6 +129,15 @@ pub(crate) fn clean_dir(out: &mut Outcome, dir: &Path, cache_tag: &str, explicit
             .map(|c| ppyc_format::cache_pack_path(c, &real, cache_tag, optimize));
         for pack in std::iter::once(&in_tree).chain(cached.as_ref()) {
             clean_record(out, dir, &ppyc_format::pyc_record_path(pack), &mut touched);
+            // Its delta (`spec/FORMAT.md` §13).
+            let delta = ppyc_format::delta_path(pack);
+            if let Some(size) = out.remove(&delta) {
+                out.pack_bytes += size;
+                out!("Removed `{}`", delta.display());
+                if pack == &in_tree {
+                    touched.push(pycache.clone());
+                }
+            }
         }
         if let Some(size) = out.remove(&in_tree) {
             out.packs += 1;
@@ -143,6 +152,7 @@ pub(crate) fn clean_dir(out: &mut Outcome, dir: &Path, cache_tag: &str, explicit
                 out!("Removed `{}`", cached.display());
             }
             cache_prefixes.push(ppyc_format::temp_prefix(cached));
+            cache_prefixes.push(ppyc_format::temp_prefix(&ppyc_format::delta_path(cached)));
             cache_prefixes.push(ppyc_format::temp_prefix(&ppyc_format::pyc_record_path(
                 cached,
             )));

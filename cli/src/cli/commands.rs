@@ -142,16 +142,40 @@ pub(crate) fn compile(py: Python<'_>, args: &CompileArgs) -> anyhow::Result<i32>
                             job.dir.display()
                         );
                     }
-                    if !quiet {
-                        out!(
-                            "Packed {} {} of `{}` into `{}` ({}) in {:.2}s",
-                            s.modules,
-                            if s.modules == 1 { "module" } else { "modules" },
-                            s.dir.display(),
-                            s.pack_path.display(),
-                            human_bytes(s.bytes),
-                            s.seconds
+                    if let Some(why) = &s.delta_error {
+                        eprintln!(
+                            "note: cannot write a delta beside `{}` ({why}); a whole pack was written instead",
+                            s.pack_path.display()
                         );
+                    }
+                    if !quiet {
+                        match &s.delta {
+                            Some(d) => out!(
+                                "Packed {} {} of `{}`: `{}` ({}) and its delta `{}` ({}: {} changed or new, {} deleted) in {:.2}s",
+                                s.modules,
+                                if s.modules == 1 { "module" } else { "modules" },
+                                s.dir.display(),
+                                s.pack_path.display(),
+                                human_bytes(s.bytes),
+                                d.path.display(),
+                                human_bytes(d.bytes),
+                                d.modules,
+                                d.deleted,
+                                s.seconds
+                            ),
+                            None => out!(
+                                "Packed {} {} of `{}` into `{}` ({}) in {:.2}s",
+                                s.modules,
+                                if s.modules == 1 { "module" } else { "modules" },
+                                s.dir.display(),
+                                s.pack_path.display(),
+                                human_bytes(s.bytes),
+                                s.seconds
+                            ),
+                        }
+                        if s.compacted {
+                            out!("  the previous delta is gone: the pack alone holds every module (compacted)");
+                        }
                         let pyc_written =
                             if write_pyc { format!(" ({} .pyc written)", s.pyc_written) } else { String::new() };
                         out!(
@@ -310,6 +334,36 @@ pub(crate) fn inspect(py: Python<'_>, args: &InspectArgs) -> anyhow::Result<i32>
         );
         for (k, v) in pack.meta() {
             out!("  {k}: {v}");
+        }
+        match pack.base() {
+            Ok(Some(base)) => out!(
+                "  a delta (spec/FORMAT.md §13) of the pack of header digest {}…, {} bytes; deleted: {}",
+                base.digest[..8]
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>(),
+                base.file_size,
+                if base.deleted.is_empty() {
+                    "none".to_owned()
+                } else {
+                    base.deleted.join(", ")
+                }
+            ),
+            Ok(None) => match ppyc_format::open_delta(&path, &pack) {
+                ppyc_format::DeltaState::Paired(delta) => out!(
+                    "  delta: `{}` ({}, {} modules changed or new since this pack was built, {} deleted)",
+                    ppyc_format::delta_path(&path).display(),
+                    human_bytes(delta.file_size()),
+                    delta.len(),
+                    delta.base().ok().flatten().map_or(0, |b| b.deleted.len())
+                ),
+                ppyc_format::DeltaState::Unusable(why) => out!(
+                    "  delta: `{}` is not used: {why}",
+                    ppyc_format::delta_path(&path).display()
+                ),
+                ppyc_format::DeltaState::Absent | ppyc_format::DeltaState::Unpaired => {}
+            },
+            Err(e) => out!("  BASE section damaged: {e}"),
         }
         describe_images(py, &pack);
         out!("Sections:");

@@ -220,6 +220,21 @@ pub(crate) fn status(py: Python<'_>, args: &StatusArgs) -> anyhow::Result<i32> {
                     _ => "mode unknown".to_owned(),
                 };
                 out!("    {path}: {modules} modules, {size}, {mode}");
+                let delta = &p["delta"];
+                if let Some(delta_path) = delta["path"].as_str() {
+                    out!(
+                        "      with its delta `{delta_path}` ({}: {} changed or new since the pack was built, {} deleted)",
+                        delta["file_size"]
+                            .as_u64()
+                            .map(human_bytes)
+                            .unwrap_or_default(),
+                        delta["module_count"].as_u64().unwrap_or(0),
+                        delta["deleted"].as_u64().unwrap_or(0)
+                    );
+                }
+                if let Some(why) = p["delta_problem"].as_str() {
+                    out!("      its delta is NOT USED ({why}): `ppyc compile {dir}` replaces it");
+                }
             } else {
                 out!(
                     "    {path}: NOT USED ({})",

@@ -239,7 +239,7 @@ impl Hook {
             path.strip_prefix(entry.root.as_str())?.strip_prefix('/')?
         };
         let pack = entry.pack.bind(py).get();
-        let listing = pack.inner().dirs().ok()??.get(rel)?;
+        let listing = pack.dirs().ok()??.get(rel)?;
         if (listing.mtime, listing.ctime) != exact {
             return None;
         }
@@ -398,19 +398,21 @@ impl Hook {
             return fallback("outside the packed directory");
         };
         let pack = entry.pack.bind(py).get();
-        match pack.inner().get(name) {
-            Ok(Some(m)) if m.source_path() == rel && m.is_package() == is_package => Ok(Served {
-                hook: Arc::clone(&self.me()),
-                entry: Arc::clone(&entry),
-                index: m.index(),
-                name: name.to_owned(),
-                origin: origin.clone().unbind(),
-            }),
+        match pack.lookup(name) {
+            Ok(Some((index, m))) if m.source_path() == rel && m.is_package() == is_package => {
+                Ok(Served {
+                    hook: Arc::clone(&self.me()),
+                    entry: Arc::clone(&entry),
+                    index,
+                    name: name.to_owned(),
+                    origin: origin.clone().unbind(),
+                })
+            }
             Ok(Some(_)) => {
                 self.consider_refresh(py, &entry, Some(path));
                 fallback("the pack holds another file for this name")
             }
-            Ok(None) if !pack.inner().index_intact() => {
+            Ok(None) if !pack.index_intact() => {
                 // A damaged lookup table hides modules: the pack is damaged, not the
                 // module new (`spec/FORMAT.md` §8).
                 self.damaged(py, &entry, name, "its lookup table (INDX) is damaged");

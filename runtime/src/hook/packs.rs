@@ -41,8 +41,11 @@ pub(crate) struct PackEntry {
     pub(crate) mode: &'static str,
     pub(crate) mode_reason: Option<String>,
     pub(crate) stats: Mutex<PackStats>,
-    /// When the pack file was written (its modification time).
+    /// When the generation was written (the modification time of its delta, else of the
+    /// pack file).
     pub(crate) written: Option<std::time::SystemTime>,
+    /// The delta completing the pack, if any (`spec/FORMAT.md` §13).
+    pub(crate) delta: Option<String>,
     /// Whether this process already considered a background refresh of it.
     pub(crate) refresh_considered: std::sync::atomic::AtomicBool,
 }
@@ -243,7 +246,30 @@ impl Registry {
                     let m = p.mode(py);
                     (m.name(), m.reason().map(str::to_owned))
                 };
-                let modules = pack.bind(py).get().inner().len();
+                let (modules, delta_path, delta_problem, delta_written) = {
+                    let p = pack.bind(py).get();
+                    let delta = p.delta();
+                    (
+                        p.len(),
+                        delta.and_then(|d| d.path().map(|p| p.to_string_lossy().into_owned())),
+                        p.delta_problem().map(str::to_owned),
+                        delta
+                            .and_then(|d| d.file_metadata())
+                            .and_then(Result::ok)
+                            .and_then(|m| m.modified().ok()),
+                    )
+                };
+                if let Some(why) = delta_problem {
+                    let delta = ppyc_format::delta_path(Path::new(path));
+                    let delta = delta.to_string_lossy();
+                    self.warn_once(
+                        &delta,
+                        format!(
+                            "ignoring the delta `{delta}` of pack `{path}`: {why}; the modules \
+                             changed since the pack was built use the stock importer"
+                        ),
+                    );
+                }
                 if verbose {
                     self.pending_explanations.push(format!(
                         "using pack `{path}` ({modules} modules) for `{root}` ({mode} mode)"
@@ -257,7 +283,9 @@ impl Registry {
                     mode,
                     mode_reason,
                     stats: Mutex::new(PackStats::default()),
-                    written: st.modified().ok(),
+                    // The generation's: its delta's when it has one.
+                    written: delta_written.or(st.modified().ok()),
+                    delta: delta_path,
                     refresh_considered: std::sync::atomic::AtomicBool::new(false),
                 });
                 self.by_path
@@ -349,6 +377,14 @@ pub(crate) fn check_pack(
                 format!("it was built for `{built}`, not for this directory (copied from there?)")
             })
         };
+    // Its delta (`spec/FORMAT.md` §13), under the same rules as the pack file itself.
+    let pack = if reason.is_none() {
+        pack.with_delta(Path::new(path), |st| {
+            owner_rules(st).map_err(|why| format!("{why} (the delta file)"))
+        })
+    } else {
+        pack
+    };
     let pack = Py::new(py, pack).map_err(|e| (None, e.to_string()))?;
     match reason {
         None => Ok(pack),
@@ -380,6 +416,7 @@ pub(crate) fn entry_stats<'py>(py: Python<'py>, e: &PackEntry) -> PyResult<Bound
     d.set_item("modules", e.modules)?;
     d.set_item("mode", e.mode)?;
     d.set_item("mode_reason", e.mode_reason.as_deref())?;
+    d.set_item("delta", e.delta.as_deref())?;
     d.set_item("served", s.served)?;
     let by_mode = PyDict::new(py);
     by_mode.set_item("image", s.served_image)?;
