@@ -4,8 +4,10 @@ Usage: python benches/build_times.py SITE_PACKAGES [--runs N] [--json FILE]
 
 Run with the interpreter whose site-packages it is (ppyc installed in it). Measures, each
 scenario alternated with its comparison where there is one:
-  warm     every .pyc fresh, no previous pack (`ppyc compile --force`)
-  rebuild  one package's sources changed, previous pack present (`ppyc compile`)
+  warm     every .pyc fresh, no previous pack (`ppyc compile --force`), alternating with
+  rebuild  one package's sources changed, previous pack present (`ppyc compile`): a delta
+           beside the unchanged base (spec/FORMAT.md §13); it checks that one was written
+           and the base left alone, and reports the delta's size
   cold     no .pyc at all: `ppyc compile --force` versus `python -m compileall -q -j0`
 """
 
@@ -76,24 +78,44 @@ def main() -> None:
     run(sys.executable, "-m", "compileall", "-q", "-j0", str(site))
     ppyc("--force", str(site))
     results["modules"] = count_modules(site)
-    warm = [ppyc("--force", str(site)) for _ in range(args.runs)]
 
-    # Rebuild after one package changed: append a comment to each of its files.
+    # Warm and rebuild alternate: a warm build (a whole pack), then one package changed
+    # (a comment appended to each of its files) and a rebuild.
     package = site / args.package
-    originals = {p: p.read_bytes() for p in package.rglob("*.py")}
-    rebuild = []
+    originals = {p: (p.read_bytes(), p.stat()) for p in package.rglob("*.py")}
+
+    def restore() -> None:
+        # The original bytes and times: their `.pyc` files are fresh again.
+        for p, (data, st) in originals.items():
+            p.write_bytes(data)
+            os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    pack = site / "__pycache__" / f"__ppyc__.{TAG}.ppyc"
+    delta = pack.with_suffix(".ppyd")
+    warm, rebuild, delta_bytes = [], [], []
     try:
         for i in range(args.runs):
-            ppyc(str(site))  # previous pack up to date
-            for p, data in originals.items():
+            restore()
+            pack.unlink(missing_ok=True)
+            delta.unlink(missing_ok=True)
+            warm.append(ppyc("--force", str(site)))  # every .pyc fresh, no previous pack
+            base = pack.stat()
+            for p, (data, _) in originals.items():
                 p.write_bytes(data + f"\n# ppyc benchmark edit {i}\n".encode())
             rebuild.append(ppyc(str(site)))
+            after = pack.stat()
+            if (after.st_ino, after.st_mtime_ns) != (base.st_ino, base.st_mtime_ns):
+                raise RuntimeError("the rebuild rewrote the base pack instead of a delta")
+            if not delta.exists():
+                raise RuntimeError(f"the rebuild wrote no delta `{delta}`")
+            delta_bytes.append(delta.stat().st_size)
     finally:
-        for p, data in originals.items():
-            p.write_bytes(data)
+        restore()
         ppyc(str(site))
     results["rebuild_package"] = args.package
     results["rebuild_files"] = len(originals)
+    results["pack_bytes"] = pack.stat().st_size
+    results["delta_bytes"] = statistics.median(delta_bytes) if delta_bytes else None
 
     # Cold: no .pyc; ppyc and compileall alternated.
     cold_ppyc, cold_compileall = [], []

@@ -72,26 +72,112 @@ struct Listing {
 /// Finds the modules below `root` (a `sys.path` entry). Results are sorted by name.
 #[must_use]
 pub fn walk(root: &Path, options: &WalkOptions) -> (Vec<SourceModule>, Vec<WalkIssue>) {
-    let mut issues = Vec::new();
-    let mut listings: BTreeMap<String, Listing> = BTreeMap::new();
-    listings.insert(String::new(), Listing::default());
+    use rayon::prelude::*;
     let excluded = |rel: &str| {
         options
             .excludes
             .iter()
             .any(|x| !x.is_empty() && rel.contains(x.as_str()))
     };
-    let walker = WalkDir::new(root)
+    // The root's own entries first, then the directories below it, each subtree walked on
+    // its own thread (rayon): they are independent, and a site-packages holds hundreds.
+    let root_id = std::fs::metadata(root).ok().map(|m| file_id(&m));
+    let (mut found, mut issues) = walk_entries(root, root, Some(1), None);
+    let subtrees: Vec<PathBuf> = found
+        .iter()
+        .filter(|(rel, is_dir)| *is_dir && !rel.contains('/') && enters(rel))
+        .map(|(rel, _)| root.join(rel))
+        .collect();
+    let below: Vec<Entries> = subtrees
+        .par_iter()
+        .map(|dir| walk_entries(root, dir, None, root_id))
+        .collect();
+    for (f, i) in below {
+        found.extend(f);
+        issues.extend(i);
+    }
+    let mut listings: BTreeMap<String, Listing> = BTreeMap::new();
+    listings.insert(String::new(), Listing::default());
+    for (rel, is_dir) in found {
+        let (parent, name) = match rel.rsplit_once('/') {
+            Some((p, n)) => (p.to_owned(), n.to_owned()),
+            None => (String::new(), rel.clone()),
+        };
+        let listing = listings.entry(parent).or_default();
+        if is_dir {
+            listing.dirs.insert(name);
+            listings.entry(rel).or_default();
+        } else {
+            listing.files.insert(name);
+        }
+    }
+    let mut modules = Vec::new();
+    visit(root, "", "", &listings, options, &excluded, &mut modules);
+    modules.sort_by(|a, b| a.name.cmp(&b.name));
+    (modules, issues)
+}
+
+/// Whether the walk enters a directory named `name`: only directories that could be
+/// packages; `__pycache__` holds byte code, never a module a pack serves (its listing is
+/// not recorded either, spec/FORMAT.md §12).
+fn enters(name: &str) -> bool {
+    name != "__pycache__" && is_identifier(name)
+}
+
+/// What [`walk_entries`] found: entries (relative path, is a directory) and issues.
+type Entries = (Vec<(String, bool)>, Vec<WalkIssue>);
+
+/// A file's device and inode.
+fn file_id(meta: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
+}
+
+/// Every entry below `dir` (to `max_depth`, `dir` itself excluded) as its path relative to
+/// `root` (`/`-separated, UTF-8 only) and whether it is a directory, in walk order, with
+/// what could not be read. Directories are entered only through [`enters`]. Symbolic links
+/// are followed; one that leads back to `root_id` (the walked root, an ancestor that a walk
+/// started below it cannot see) is a file system loop, reported as walkdir reports the
+/// others.
+fn walk_entries(
+    root: &Path,
+    dir: &Path,
+    max_depth: Option<usize>,
+    root_id: Option<(u64, u64)>,
+) -> Entries {
+    let mut found = Vec::new();
+    let mut issues = Vec::new();
+    let loops = std::cell::RefCell::new(Vec::new());
+    let mut walker = WalkDir::new(dir)
         .follow_links(true)
         .sort_by_file_name()
-        .into_iter()
-        .filter_entry(|e| {
-            if e.depth() == 0 || !e.file_type().is_dir() {
-                return true;
-            }
-            // Only directories that could be packages are entered.
-            e.file_name().to_str().is_some_and(is_identifier)
-        });
+        .min_depth(1);
+    if let Some(depth) = max_depth {
+        walker = walker.max_depth(depth);
+    }
+    let walker = walker.into_iter().filter_entry(|e| {
+        if !e.file_type().is_dir() {
+            return true;
+        }
+        if !e.file_name().to_str().is_some_and(enters) {
+            return false;
+        }
+        if e.path_is_symlink()
+            && root_id.is_some()
+            && std::fs::metadata(e.path()).ok().map(|m| file_id(&m)) == root_id
+        {
+            loops.borrow_mut().push(WalkIssue {
+                path: e.path().to_path_buf(),
+                message: format!(
+                    "File system loop found: {} points to an ancestor {}",
+                    e.path().display(),
+                    root.display()
+                ),
+            });
+            return false;
+        }
+        true
+    });
     for entry in walker {
         let entry = match entry {
             Ok(e) => e,
@@ -101,7 +187,7 @@ pub fn walk(root: &Path, options: &WalkOptions) -> (Vec<SourceModule>, Vec<WalkI
                 let path = err
                     .path()
                     .map(Path::to_path_buf)
-                    .unwrap_or_else(|| root.to_path_buf());
+                    .unwrap_or_else(|| dir.to_path_buf());
                 let gone = err
                     .io_error()
                     .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound);
@@ -114,9 +200,6 @@ pub fn walk(root: &Path, options: &WalkOptions) -> (Vec<SourceModule>, Vec<WalkI
                 continue;
             }
         };
-        if entry.depth() == 0 {
-            continue;
-        }
         let Ok(rel) = entry.path().strip_prefix(root) else {
             continue;
         };
@@ -124,23 +207,13 @@ pub fn walk(root: &Path, options: &WalkOptions) -> (Vec<SourceModule>, Vec<WalkI
             // Non-UTF-8 names cannot be module names.
             continue;
         };
-        let rel = rel.replace(std::path::MAIN_SEPARATOR, "/");
-        let (parent, name) = match rel.rsplit_once('/') {
-            Some((p, n)) => (p.to_owned(), n.to_owned()),
-            None => (String::new(), rel.clone()),
-        };
-        let listing = listings.entry(parent).or_default();
-        if entry.file_type().is_dir() {
-            listing.dirs.insert(name);
-            listings.entry(rel).or_default();
-        } else {
-            listing.files.insert(name);
-        }
+        found.push((
+            rel.replace(std::path::MAIN_SEPARATOR, "/"),
+            entry.file_type().is_dir(),
+        ));
     }
-    let mut modules = Vec::new();
-    visit(root, "", "", &listings, options, &excluded, &mut modules);
-    modules.sort_by(|a, b| a.name.cmp(&b.name));
-    (modules, issues)
+    issues.extend(loops.into_inner());
+    (found, issues)
 }
 
 fn visit(
@@ -376,6 +449,11 @@ mod tests {
         std::os::unix::fs::symlink(outside.path(), r.join("linked")).unwrap();
         // A loop back to the root is reported once and does not hang.
         std::os::unix::fs::symlink(r, r.join("linked_loop")).ok();
+        // ... also from below the root (a subtree walked on its own thread).
+        std::os::unix::fs::symlink(r, r.join("test/up")).unwrap();
+        // `__pycache__` is not entered.
+        touch(r, "__pycache__/cached.py");
+        touch(r, "test/__pycache__/cached.py");
         let options = WalkOptions {
             extension_suffixes: vec![],
             excludes: vec!["badsyntax".into(), "site-packages".into()],
@@ -385,6 +463,10 @@ mod tests {
         assert_eq!(got, ["a", "linked", "linked.m", "test", "test.good"]);
         assert!(
             issues.iter().all(|i| i.message.contains("loop")),
+            "{issues:?}"
+        );
+        assert!(
+            issues.iter().any(|i| i.path.ends_with("test/up")),
             "{issues:?}"
         );
     }

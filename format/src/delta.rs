@@ -246,8 +246,12 @@ impl Generation {
 
     /// Opens the pack at `path` and its delta, if one names it: the generation, and why a
     /// delta beside it is not used when one is there and unusable.
+    /// A delta at the pack's own path is refused: on its own it is not a generation.
     pub fn open(path: &Path) -> Result<(Self, Option<String>), FormatError> {
         let base = Pack::open(path)?;
+        if base.is_delta() {
+            return Err(FormatError::DeltaAtPackPath);
+        }
         Ok(match open_delta(path, &base) {
             DeltaState::Paired(delta) => match Self::with_delta(base, *delta) {
                 Ok(g) => (g, None),

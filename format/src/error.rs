@@ -84,6 +84,10 @@ pub enum FormatError {
     BadDirs(String),
     #[error("the delta's BASE section is invalid: {0}")]
     BadBase(String),
+    #[error(
+        "this file is a delta (spec/FORMAT.md §13), not a whole pack: a `.ppyd` copied to a pack's path?"
+    )]
+    DeltaAtPackPath,
     #[error("module `{0}` has an image but the pack has no layout description")]
     ImageWithoutLayout(String),
 }

@@ -360,6 +360,13 @@ impl Pack {
             .transpose()
     }
 
+    /// Whether this file is a delta (`spec/FORMAT.md` §13): its section table has a `BASE`
+    /// entry. Only the section table is read.
+    #[must_use]
+    pub fn is_delta(&self) -> bool {
+        self.sections.iter().any(|s| s.id == SectionId::BASE)
+    }
+
     /// What the `BASE` section of a delta says (`spec/FORMAT.md` §13): `Ok(None)` for a
     /// pack that is not a delta. The section's digest is checked here.
     pub fn base(&self) -> Result<Option<crate::BaseRef>, FormatError> {

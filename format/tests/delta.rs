@@ -168,16 +168,29 @@ fn an_unusable_delta_leaves_the_base_serving_and_says_why() {
 }
 
 #[test]
+fn a_delta_at_a_packs_path_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, base) = base_on_disk(dir.path());
+    let bytes = delta_of(&base, vec![module("beta", b"\xe3b")], &[]);
+    drop(base);
+    write_atomic(&path, &bytes).unwrap();
+    assert!(Pack::open(&path).unwrap().is_delta());
+    assert!(matches!(
+        Generation::open(&path),
+        Err(FormatError::DeltaAtPackPath)
+    ));
+}
+
+#[test]
 fn base_is_a_required_section_with_a_checked_body() {
     let base = Pack::from_bytes(&build(small_modules())).unwrap();
     let bytes = delta_of(&base, vec![module("beta", b"\xe3b")], &["alpha"]);
     let delta = Pack::from_bytes(&bytes).unwrap();
-    let entry = delta
+    let entry = *delta
         .sections()
         .iter()
         .find(|s| s.id == SectionId::BASE)
-        .expect("a BASE section")
-        .clone();
+        .expect("a BASE section");
     assert!(
         entry.is_required(),
         "a reader that does not know deltas must refuse one"
@@ -232,4 +245,22 @@ fn deltas_are_deterministic() {
     let one = delta_of(&base, vec![module("beta", b"\xe3b")], &["pkg.sub", "alpha"]);
     let two = delta_of(&base, vec![module("beta", b"\xe3b")], &["alpha", "pkg.sub"]);
     assert_eq!(one, two);
+}
+
+/// The `BASE` example of `spec/FORMAT.md` §13.1, byte for byte.
+#[test]
+fn the_spec_base_example() {
+    let digest: [u8; 32] = std::array::from_fn(|i| 0xd0 + i as u8);
+    let body = BaseRef {
+        digest,
+        file_size: 65_536,
+        deleted: vec!["pkg.old".to_owned(), "alpha".to_owned()],
+    }
+    .encode();
+    let mut expected: Vec<u8> = (0xd0..=0xef).collect();
+    expected.extend_from_slice(&[0, 0, 1, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0]);
+    expected.extend_from_slice(b"alpha\npkg.old\n");
+    assert_eq!(body, expected);
+    assert_eq!(body.len(), 62);
+    assert_eq!(BaseRef::parse(&body).unwrap().deleted, ["alpha", "pkg.old"]);
 }

@@ -253,6 +253,18 @@ def test_a_damaged_or_unsafe_delta_is_reported_and_the_base_serves(site: Path) -
     assert got["err"] == ""
 
 
+def test_a_delta_at_the_packs_path_is_refused(site: Path) -> None:
+    edit(site / "m01.py", "X = 101\n")
+    assert "its delta" in run_ppyc("compile", site).out
+    # The delta moved over its base: on its own it is not a generation (it lacks m00).
+    (site / DELTA).replace(site / PACK)
+    got = load("import m01, m00\nprint(m01.X, m00.X)", site)
+    assert "101 0" in got["out"], got
+    assert got["pack"]["usable"] is False and "it is a delta" in got["err"], got
+    verified = run_ppyc("verify", site)
+    assert verified.code != 0 and "not a whole pack" in verified.out + verified.err, verified
+
+
 @pytest.mark.skipif(not IMAGES, reason="images need CPython 3.11-3.13 release builds")
 def test_verify_deep_covers_the_delta_images(site: Path) -> None:
     edit(site / "m01.py", "def f():\n    return [x * 2 for x in range(3)]\nX = f()\n")

@@ -367,6 +367,9 @@ pub(crate) fn check_pack(
                 target.cache_tag,
                 hex(&target.magic)
             ))
+        } else if pack.inner().is_delta() {
+            // A delta on its own is not a generation (spec/FORMAT.md §13).
+            Some("it is a delta (spec/FORMAT.md §13), not a whole pack".to_owned())
         } else if header.target.optimize != target.optimize {
             Some(format!(
                 "it holds code for -O level {}, not {}",
