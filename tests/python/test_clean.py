@@ -162,6 +162,63 @@ def test_clean_removes_in_tree_and_user_cache_packs_and_leftovers(
     assert sorted(p.name for p in pycache.iterdir()) == sorted(p.name for p in kept[:2])
 
 
+def test_clean_orphans_removes_the_user_cache_packs_of_directories_gone(
+    tree: Path, tmp_path: Path, cache_home: dict[str, str]
+) -> None:
+    assert run_ppyc("compile", tree, env=cache_home).code == 0
+
+    def cached_build(d: Path, says: str = "the pack is in the user cache") -> None:
+        d.chmod(0o555)  # read-only: the pack goes to the user cache
+        try:
+            r = run_ppyc("compile", d, env=cache_home, unprivileged=True)
+            assert r.code == 0 and says in r.out + r.err, r
+        finally:
+            d.chmod(0o755)
+
+    for name in ("gone", "stays"):
+        d = tmp_path / name
+        d.mkdir()
+        for i in range(8):
+            (d / f"m{i}.py").write_text(f"M = {i}\n")
+            os.utime(d / f"m{i}.py", (1_600_000_000, 1_600_000_000))
+        cached_build(d)
+    # A delta of `gone`'s pack in the cache, too.
+    (tmp_path / "gone" / "m0.py").write_text("M = 100\n")
+    cached_build(tmp_path / "gone", says="its delta")
+    cache = Path(cache_home["XDG_CACHE_HOME"]) / "ppyc"
+    names = sorted(p.name for p in cache.iterdir() if p.is_file())
+    assert [n.split(".")[-1] for n in names if n.startswith("gone-")] == ["ppyc", "ppyd"], names
+    stays = sorted(n for n in names if n.startswith("stays-"))
+    # `gone`'s pack copied under another name, and a file that is not a pack: not
+    # provably the pack of a directory gone, so they stay.
+    pack_of_gone = next(n for n in names if n.startswith("gone-") and n.endswith(".ppyc"))
+    (cache / f"copy-0123456789abcdef.{CACHE_TAG}.ppyc").write_bytes(
+        (cache / pack_of_gone).read_bytes()
+    )
+    (cache / f"junk-0123456789abcdef.{CACHE_TAG}.ppyc").write_bytes(b"not a pack")
+    for p in (tmp_path / "gone").iterdir():
+        p.unlink()
+    (tmp_path / "gone").rmdir()
+
+    c = run_ppyc("clean", "--orphans", env=cache_home)
+    assert c.code == 0, c
+    out = filtered(c.out, tmp_path)
+    assert "(the pack of `[TMP]/gone`, which no longer exists)" in out, c
+    assert out.endswith("Removed 1 pack ([SIZE]) and 0 .pyc files\n"), c
+    left = sorted(p.name for p in cache.iterdir() if p.is_file())
+    assert left == sorted(
+        [
+            *stays,
+            f"copy-0123456789abcdef.{CACHE_TAG}.ppyc",
+            f"junk-0123456789abcdef.{CACHE_TAG}.ppyc",
+        ]
+    ), left
+    # `--orphans` alone touches no existing directory's packs.
+    assert (tree / "__pycache__" / PACKS[0]).exists()
+    again = run_ppyc("clean", "--orphans", env=cache_home)
+    assert again.code == 0 and "nothing to clean" in again.out, again
+
+
 def test_clean_reports_what_it_cannot_remove_and_removes_the_rest(
     tree: Path, tmp_path: Path, cache_home: dict[str, str]
 ) -> None:

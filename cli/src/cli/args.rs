@@ -126,6 +126,10 @@ pub(crate) struct CleanArgs {
     /// Also the standard library's packs.
     #[arg(long)]
     pub(crate) stdlib: bool,
+    /// Also the user-cache packs (any interpreter, any -O level) of directories that no
+    /// longer exist; alone, only those.
+    #[arg(long)]
+    pub(crate) orphans: bool,
     /// Clean for another interpreter (it must have ppyc installed).
     #[arg(long, value_name = "PATH")]
     pub(crate) python: Option<PathBuf>,

@@ -244,8 +244,87 @@ pub(crate) fn report(out: Outcome) -> i32 {
     }
 }
 
-/// Cleans `dirs` for `cache_tag`; the exit status.
-pub(crate) fn clean_dirs(dirs: &[(PathBuf, bool)], cache_tag: &str) -> i32 {
+/// Removes the user-cache packs of directories that no longer exist, with their deltas,
+/// `.pyc` records and background-refresh state. A user-cache pack is named by a hash of
+/// its directory's real path (`spec/FORMAT.md` §2), so only the pack's own `META` `root`
+/// says whose it is; a file is removed only when it opens as a pack, its name is exactly
+/// the one ppyc gives the pack (or delta) of that root for its cache tag and level, and
+/// that root does not exist. Anything else in the cache is left alone.
+pub(crate) fn clean_orphans(out: &mut Outcome) {
+    let Some(cache) = ppyc_format::cache_dir() else {
+        return;
+    };
+    let mut names = names_in(&cache);
+    names.sort();
+    for name in names {
+        let is_delta = name.ends_with(".ppyd");
+        if !is_delta && !name.ends_with(".ppyc") {
+            continue;
+        }
+        let path = cache.join(&name);
+        let Ok(pack) = ppyc_format::Pack::open(&path) else {
+            continue; // not a pack, or damaged: not provably ppyc's of a gone directory
+        };
+        let Some(root) = pack
+            .meta()
+            .into_iter()
+            .find_map(|(k, v)| (k == "root").then_some(v))
+        else {
+            continue;
+        };
+        let root = PathBuf::from(root);
+        let (tag, optimize) = (
+            pack.header().target.cache_tag.clone(),
+            pack.header().target.optimize,
+        );
+        drop(pack);
+        let pack_path = ppyc_format::cache_pack_path(&cache, &root, &tag, optimize);
+        let own = if is_delta {
+            ppyc_format::delta_path(&pack_path)
+        } else {
+            pack_path.clone()
+        };
+        let gone = matches!(
+            std::fs::symlink_metadata(&root),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound
+        );
+        if own != path || !gone {
+            continue;
+        }
+        if let Some(size) = out.remove(&path) {
+            if !is_delta {
+                out.packs += 1;
+            }
+            out.pack_bytes += size;
+            out!(
+                "Removed `{}` (the pack of `{}`, which no longer exists)",
+                path.display(),
+                root.display()
+            );
+        }
+        if is_delta {
+            continue;
+        }
+        // Its `.pyc` record: the files it names went with their directory.
+        if out
+            .remove(&ppyc_format::pyc_record_path(&pack_path))
+            .is_some()
+        {
+            out.records += 1;
+        }
+        let base = ppyc_format::refresh_state_base(&cache, &root, &tag, optimize);
+        for suffix in ppyc_format::REFRESH_STATE_SUFFIXES {
+            let mut state = base.clone().into_os_string();
+            state.push(suffix);
+            if out.remove(Path::new(&state)).is_some() {
+                out.refresh_files += 1;
+            }
+        }
+    }
+}
+
+/// Cleans `dirs` for `cache_tag` (and, with `orphans`, [`clean_orphans`]); the exit status.
+pub(crate) fn clean_dirs(dirs: &[(PathBuf, bool)], cache_tag: &str, orphans: bool) -> i32 {
     let mut out = Outcome::default();
     let mut seen = Vec::new();
     for (dir, explicit) in dirs {
@@ -255,13 +334,18 @@ pub(crate) fn clean_dirs(dirs: &[(PathBuf, bool)], cache_tag: &str) -> i32 {
         seen.push(dir.clone());
         clean_dir(&mut out, dir, cache_tag, *explicit);
     }
+    if orphans {
+        clean_orphans(&mut out);
+    }
     report(out)
 }
 
 pub(crate) fn clean(py: Python<'_>, args: &CleanArgs) -> anyhow::Result<i32> {
     let interp = crate::interp::current(py).context("cannot describe this interpreter")?;
     let mut dirs: Vec<(PathBuf, bool)> = args.paths.iter().map(|p| (p.clone(), true)).collect();
-    if args.paths.is_empty() {
+    // `--orphans` alone cleans only the orphans.
+    let only_orphans = args.orphans && args.paths.is_empty() && !args.stdlib;
+    if args.paths.is_empty() && !only_orphans {
         dirs.extend(
             interp
                 .site_packages
@@ -274,5 +358,6 @@ pub(crate) fn clean(py: Python<'_>, args: &CleanArgs) -> anyhow::Result<i32> {
         dirs.push((interp.stdlib.clone(), false));
     }
     let tag = interp.cache_tag.clone();
-    Ok(py.detach(move || clean_dirs(&dirs, &tag)))
+    let orphans = args.orphans;
+    Ok(py.detach(move || clean_dirs(&dirs, &tag, orphans)))
 }

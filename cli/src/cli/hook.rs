@@ -129,7 +129,7 @@ pub(crate) fn disable(py: Python<'_>, clean: bool) -> anyhow::Result<i32> {
         .as_str()
         .context("cannot read this interpreter's cache tag")?
         .to_owned();
-    Ok(py.detach(move || super::clean::clean_dirs(&dirs, &tag)))
+    Ok(py.detach(move || super::clean::clean_dirs(&dirs, &tag, true)))
 }
 
 fn names(list: &[String], verbose: bool) -> String {
