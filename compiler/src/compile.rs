@@ -3,7 +3,8 @@
 //! For every module, the cheapest source of correct code wins:
 //! 1. the previous pack's record, when the source is unchanged (same size and mtime and not
 //!    modified within the same second as the previous pack, or else the same BLAKE3);
-//! 2. `__pycache__/<name>.<cache_tag>[.opt-N].pyc`, when CPython itself would accept it
+//! 2. `__pycache__/<name>.<cache_tag>[.opt-N].pyc` (or its place under the interpreter's
+//!    `sys.pycache_prefix`, [`pyc::cache_path_in`]), when CPython itself would accept it
 //!    ([`crate::pyc`]) and its marshal stream is well formed ([`crate::marshal::validate`]);
 //! 3. compiling the source in the target interpreter ([`crate::workers`]); with
 //!    [`BuildOptions::write_pyc`] (`--write-pyc`) it also writes the `.pyc` as `compileall`
@@ -477,7 +478,12 @@ impl Context<'_> {
         blake3: [u8; 32],
     ) -> Classified {
         // 2. A .pyc CPython would accept.
-        let cfile = pyc::cache_path(&module.source, &self.interp.cache_tag, self.optimize);
+        let cfile = pyc::cache_path_in(
+            &module.source,
+            &self.interp.cache_tag,
+            self.optimize,
+            self.interp.pycache_prefix.as_deref(),
+        );
         if let Some((flags, payload)) = self.fresh_pyc(&cfile, &stat, &source) {
             return Classified::Ready(
                 (input(&module, &stat, blake3, flags, payload), false),
@@ -585,6 +591,7 @@ impl Context<'_> {
 /// Returns where the record is (`None`: no `.pyc` written, none recorded before).
 fn record_pycs(
     dir: &Path,
+    pycache_prefix: Option<&Path>,
     in_tree: &Path,
     in_cache: Option<&Path>,
     written: Vec<(String, String)>,
@@ -598,12 +605,18 @@ fn record_pycs(
             .find(|p| p.is_file())
             .cloned());
     }
-    let mut record = crate::written::PycRecord::new();
+    let mut record = crate::written::PycRecord::with_prefix(pycache_prefix);
+    let root = record.root(dir);
     let mut found = Vec::new();
     for path in std::iter::once(&tree_record).chain(cache_record.as_ref()) {
         // An unreadable or foreign record is replaced: it never named files ppyc can
         // prove it wrote.
         if let Ok(Some(old)) = crate::written::PycRecord::read(path) {
+            let old_root = old.root(dir);
+            if old_root != root {
+                // Left as it is: `ppyc clean` under that prefix still finds its files.
+                continue;
+            }
             record.pycs.extend(old.pycs);
             found.push(path.clone());
         }
@@ -611,7 +624,7 @@ fn record_pycs(
     // Entries whose file is gone (removed by a package manager) are dropped.
     record
         .pycs
-        .retain(|rel, _| std::fs::symlink_metadata(dir.join(rel)).is_ok());
+        .retain(|rel, _| std::fs::symlink_metadata(root.join(rel)).is_ok());
     let new: Vec<String> = written.iter().map(|(rel, _)| rel.clone()).collect();
     record.pycs.extend(written);
     let pycache = in_tree.parent().unwrap_or(dir);
@@ -636,7 +649,7 @@ fn record_pycs(
         }
         Err(error) => {
             for rel in new {
-                let pyc = dir.join(rel);
+                let pyc = root.join(rel);
                 let _ = std::fs::remove_file(&pyc);
                 // An empty `__pycache__` left would make a package directory importable as
                 // a namespace package once its package manager removed it.
@@ -974,9 +987,10 @@ impl Compiler<'_> {
         // Only with `--write-pyc`; then, like compileall and unlike the import system,
         // `-B`/`PYTHONDONTWRITEBYTECODE` do not stop it. A `.pyc` whose path the record
         // cannot hold (not UTF-8) is not written.
+        let root = crate::written::pyc_root(dir, interp.pycache_prefix.as_deref());
         let recordable = |cfile: &Path| {
             cfile
-                .strip_prefix(dir)
+                .strip_prefix(&root)
                 .ok()
                 .and_then(Path::to_str)
                 .map(str::to_owned)
@@ -1091,8 +1105,13 @@ pub fn build_pack(
         path: dir.to_path_buf(),
         source,
     })?;
-    let candidates = ppyc_format::PackCandidates::of(dir, &target.cache_tag, options.optimize);
-    let in_tree = candidates.in_tree.clone();
+    let candidates = ppyc_format::PackCandidates::of(
+        dir,
+        &target.cache_tag,
+        options.optimize,
+        interp.pycache_prefix.as_deref(),
+    );
+    let in_tree = candidates.local.clone();
     let in_cache = candidates.cache_pack().map(Path::to_path_buf);
 
     let previous = if options.incremental {
@@ -1226,7 +1245,13 @@ pub fn build_pack(
         &mut failed_names,
     )?;
     lap("compile");
-    summary.pyc_record = record_pycs(dir, &in_tree, in_cache.as_deref(), written)?;
+    summary.pyc_record = record_pycs(
+        dir,
+        interp.pycache_prefix.as_deref(),
+        &in_tree,
+        in_cache.as_deref(),
+        written,
+    )?;
 
     let meta_writer = || -> Result<PackWriter, BuildError> {
         let mut writer = PackWriter::new(target.clone())?;

@@ -89,7 +89,15 @@ impl Interpreter {
                 stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
             });
         }
-        Self::from_json(&String::from_utf8_lossy(&out.stdout))
+        let mut interp = Self::from_json(&String::from_utf8_lossy(&out.stdout))?;
+        // `-I` hides `PYTHONPYCACHEPREFIX` from the query; the interpreter run in this
+        // environment would use it (CPython ignores an empty value).
+        if interp.pycache_prefix.is_none() {
+            interp.pycache_prefix = std::env::var_os("PYTHONPYCACHEPREFIX")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from);
+        }
+        Ok(interp)
     }
 
     /// Major and minor version.

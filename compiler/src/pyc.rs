@@ -191,9 +191,22 @@ impl From<OptLevel> for u8 {
 /// `/foo.py` gives the relative `__pycache__/foo.<tag>.pyc` because `_path_split` drops the
 /// root. Works on the raw bytes of the path, which is what CPython's `str` operations do on
 /// `os.fsdecode`d paths (`/` and `.` are ASCII and never part of an undecodable byte).
-/// `sys.pycache_prefix` is not supported.
+/// Without `sys.pycache_prefix` (see [`cache_path_in`]).
 #[must_use]
 pub fn cache_path(source: &Path, cache_tag: &str, optimize: OptLevel) -> PathBuf {
+    cache_path_in(source, cache_tag, optimize, None)
+}
+
+/// [`cache_path`] with the interpreter's `sys.pycache_prefix`: when it is set,
+/// `cache_from_source` puts the `.pyc` under the prefix instead of `__pycache__`
+/// ([`ppyc_format::prefixed_dir`], 3.10-3.13), with the same file name.
+#[must_use]
+pub fn cache_path_in(
+    source: &Path,
+    cache_tag: &str,
+    optimize: OptLevel,
+    pycache_prefix: Option<&Path>,
+) -> PathBuf {
     let path = source.as_os_str().as_bytes();
     // _path_split: split at the last separator, dropping it.
     let (head, tail) = match path.iter().rposition(|&b| b == b'/') {
@@ -215,22 +228,14 @@ pub fn cache_path(source: &Path, cache_tag: &str, optimize: OptLevel) -> PathBuf
         OptLevel::Two => filename.extend_from_slice(b".opt-2"),
     }
     filename.extend_from_slice(b".pyc");
-    // POSIX _path_join(head, '__pycache__', filename):
-    // '/'.join(part.rstrip('/') for part in parts if part).
-    let mut out = Vec::with_capacity(head.len() + filename.len() + 13);
-    let mut first = true;
-    for part in [head, b"__pycache__".as_slice(), filename.as_slice()] {
-        if part.is_empty() {
-            continue;
+    match pycache_prefix {
+        Some(prefix) => {
+            let dir = ppyc_format::prefixed_dir(prefix, Path::new(OsStr::from_bytes(head)));
+            ppyc_format::path_join(&[dir.as_os_str().as_bytes(), &filename])
         }
-        if !first {
-            out.push(b'/');
-        }
-        first = false;
-        let end = part.iter().rposition(|&b| b != b'/').map_or(0, |i| i + 1);
-        out.extend_from_slice(&part[..end]);
+        // POSIX _path_join(head, '__pycache__', filename).
+        None => ppyc_format::path_join(&[head, b"__pycache__", &filename]),
     }
-    PathBuf::from(OsStr::from_bytes(&out))
 }
 
 /// The 16-byte header of a `.pyc` file.

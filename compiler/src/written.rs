@@ -29,6 +29,11 @@ pub const VERSION: u32 = 1;
 pub struct PycRecord {
     pub format: String,
     pub version: u32,
+    /// The `sys.pycache_prefix` the `.pyc` files were written under: their paths are then
+    /// relative to [`ppyc_format::prefixed_dir`] of the packed directory, and have no
+    /// `__pycache__` component. Absent without a prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pycache_prefix: Option<PathBuf>,
     pub pycs: BTreeMap<String, String>,
 }
 
@@ -60,8 +65,25 @@ impl PycRecord {
         Self {
             format: FORMAT.to_owned(),
             version: VERSION,
+            pycache_prefix: None,
             pycs: BTreeMap::new(),
         }
+    }
+
+    /// An empty record for `.pyc` files written under `pycache_prefix`.
+    #[must_use]
+    pub fn with_prefix(pycache_prefix: Option<&Path>) -> Self {
+        Self {
+            pycache_prefix: pycache_prefix.map(Path::to_path_buf),
+            ..Self::new()
+        }
+    }
+
+    /// The directory the paths of this record, for the packed directory `dir`, are
+    /// relative to: `dir` itself, or its place under the record's `sys.pycache_prefix`.
+    #[must_use]
+    pub fn root(&self, dir: &Path) -> PathBuf {
+        pyc_root(dir, self.pycache_prefix.as_deref())
     }
 
     /// The record at `path`; `None` when there is none.
@@ -101,28 +123,41 @@ impl PycRecord {
         Ok(())
     }
 
-    /// Whether the file `root/rel` still holds the bytes recorded for `rel`. Only a path
-    /// ppyc can have written qualifies: relative, without `..`, a `*.pyc` file in a
-    /// `__pycache__` directory (a record is no licence to remove anything else).
+    /// Whether the file `rel` of the packed directory `dir` ([`PycRecord::root`]) still
+    /// holds the bytes recorded for it. Only a path ppyc can have written qualifies:
+    /// relative, without `..`, a `*.pyc` file in a `__pycache__` directory (below a
+    /// `sys.pycache_prefix`: anywhere); a record is no licence to remove anything else.
     #[must_use]
-    pub fn still_ours(&self, root: &Path, rel: &str) -> bool {
+    pub fn still_ours(&self, dir: &Path, rel: &str) -> bool {
         let Some(digest) = self.pycs.get(rel) else {
             return false;
         };
-        if !is_pyc_path(rel) {
+        if !is_pyc_path(rel, self.pycache_prefix.is_some()) {
             return false;
         }
-        let path = root.join(rel);
+        let path = self.root(dir).join(rel);
         // Never follow a symlink put in its place, nor read a non-regular file.
         std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file())
             && std::fs::read(&path).is_ok_and(|b| digest_hex(&b) == *digest)
     }
 }
 
-/// Whether `rel` has the shape of a `.pyc` path below a packed directory:
-/// `[DIR/...]__pycache__/NAME.pyc`, every component a plain name.
+/// Where the `.pyc` files of the packed directory `dir` are, as paths relative to it: `dir`
+/// itself (`pkg/__pycache__/m.T.pyc`), or under `sys.pycache_prefix`
+/// [`ppyc_format::prefixed_dir`] (`pkg/m.T.pyc`), as `cache_from_source` places them.
 #[must_use]
-pub fn is_pyc_path(rel: &str) -> bool {
+pub fn pyc_root(dir: &Path, pycache_prefix: Option<&Path>) -> PathBuf {
+    match pycache_prefix {
+        Some(prefix) => ppyc_format::prefixed_dir(prefix, dir),
+        None => dir.to_path_buf(),
+    }
+}
+
+/// Whether `rel` has the shape of a `.pyc` path below a packed directory:
+/// `[DIR/...]__pycache__/NAME.pyc`, every component a plain name; below a
+/// `sys.pycache_prefix` (`prefixed`), `[DIR/...]NAME.pyc`.
+#[must_use]
+pub fn is_pyc_path(rel: &str, prefixed: bool) -> bool {
     use std::path::Component;
     let path = Path::new(rel);
     let plain = path.components().all(|c| matches!(c, Component::Normal(_)));
@@ -132,10 +167,11 @@ pub fn is_pyc_path(rel: &str) -> bool {
             .file_name()
             .and_then(|n| n.to_str())
             .is_some_and(|n| n.ends_with(".pyc") && n.len() > ".pyc".len())
-        && path
-            .parent()
-            .and_then(Path::file_name)
-            .is_some_and(|p| p == "__pycache__")
+        && (prefixed
+            || path
+                .parent()
+                .and_then(Path::file_name)
+                .is_some_and(|p| p == "__pycache__"))
 }
 
 #[cfg(test)]
@@ -174,13 +210,30 @@ mod tests {
             "p/__pycache__/m.py",
             "p/__pycache__/.pyc",
         ] {
-            assert!(!is_pyc_path(bad), "{bad}");
+            assert!(!is_pyc_path(bad, false), "{bad}");
         }
-        assert!(is_pyc_path("__pycache__/m.cpython-312.opt-1.pyc"));
+        assert!(is_pyc_path("__pycache__/m.cpython-312.opt-1.pyc", false));
+        // Below a pycache prefix there is no `__pycache__`, but the rest holds.
+        assert!(is_pyc_path("p/m.cpython-312.pyc", true));
+        for bad in ["../m.pyc", "/etc/m.pyc", "p/../m.pyc", "p/m.py", "p/.pyc"] {
+            assert!(!is_pyc_path(bad, true), "{bad}");
+        }
         let mut odd = PycRecord::new();
         std::fs::write(d.path().join("p/m.pyc"), b"ours").unwrap();
         odd.pycs.insert("p/m.pyc".into(), digest_hex(b"ours"));
         assert!(!odd.still_ours(d.path(), "p/m.pyc"));
+        // A record written under a pycache prefix names files below the prefix.
+        let prefix = d.path().join("prefix");
+        let root = pyc_root(d.path(), Some(&prefix));
+        assert!(root.starts_with(&prefix) && root.ends_with(d.path().strip_prefix("/").unwrap()));
+        std::fs::create_dir_all(root.join("p")).unwrap();
+        std::fs::write(root.join("p/m.pyc"), b"ours").unwrap();
+        let mut prefixed = PycRecord::with_prefix(Some(&prefix));
+        prefixed.pycs.insert("p/m.pyc".into(), digest_hex(b"ours"));
+        prefixed.write(&path).unwrap();
+        let back = PycRecord::read(&path).unwrap().unwrap();
+        assert_eq!(back.root(d.path()), root);
+        assert!(back.still_ours(d.path(), "p/m.pyc"));
         std::fs::write(
             &path,
             b"{\"format\": \"other\", \"version\": 1, \"pycs\": {}}",

@@ -12,8 +12,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use ppyc_compiler::pyc::{
     CheckHashBasedPycs, InvalidationMode, OptLevel, PycHeader, PycHeaderError, PycKind, Rejection,
-    SourceHashAlgorithm, SourceStat, cache_path, check_pyc, check_pyc_file, magic_bytes,
-    magic_number, source_hash, source_hash_with,
+    SourceHashAlgorithm, SourceStat, cache_path, cache_path_in, check_pyc, check_pyc_file,
+    magic_bytes, magic_number, source_hash, source_hash_with,
 };
 use proptest::prelude::*;
 
@@ -197,6 +197,65 @@ fn cache_path_matches_cache_from_source() {
                     python.display(),
                     String::from_utf8_lossy(path)
                 );
+            }
+        }
+    }
+}
+
+#[test]
+fn cache_path_in_matches_cache_from_source_with_a_pycache_prefix() {
+    // Relative paths are made absolute against the current directory (the same for both
+    // sides); a leading `./` is left out: 3.12 drops it, 3.10 and 3.11 keep it.
+    let paths: Vec<Vec<u8>> = tricky_paths()
+        .into_iter()
+        .filter(|p| !p.starts_with(b"./"))
+        .collect();
+    let prefixes: [&[u8]; 4] = [b"/pre", b"/pre//", b"rel/pre", b"/"];
+    let hexes: Vec<String> = paths.iter().map(|p| hex(p)).collect();
+    let mut args: Vec<String> = prefixes.iter().map(|p| hex(p)).collect();
+    args.insert(0, prefixes.len().to_string());
+    args.extend(hexes);
+    let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    let script = "import sys, os, importlib.util as u\n\
+                  print(sys.implementation.cache_tag)\n\
+                  n = int(sys.argv[1])\n\
+                  prefixes, paths = sys.argv[2:2 + n], sys.argv[2 + n:]\n\
+                  for q in prefixes:\n\
+                  \x20   sys.pycache_prefix = os.fsdecode(bytes.fromhex(q))\n\
+                  \x20   for h in paths:\n\
+                  \x20       p = os.fsdecode(bytes.fromhex(h))\n\
+                  \x20       try:\n\
+                  \x20           print(' '.join(os.fsencode(u.cache_from_source(p, optimization=o)).hex() for o in ('', 1, 2)))\n\
+                  \x20       except IndexError:\n\
+                  \x20           print('-')\n";
+    for python in common::pythons() {
+        let out = run_py(&python, script, &args);
+        let mut lines = out.lines();
+        let tag = lines.next().expect("cache tag").to_owned();
+        for prefix in prefixes {
+            for path in &paths {
+                let line = lines.next().expect("a line per prefix and path");
+                if line == "-" {
+                    // 3.10 and 3.11 index `head[1]` of a one-character head (`//x.py`).
+                    continue;
+                }
+                let expected: Vec<Vec<u8>> = line.split(' ').map(unhex).collect();
+                for (level, expected) in OptLevel::ALL.iter().zip(&expected) {
+                    let ours = cache_path_in(
+                        Path::new(OsStr::from_bytes(path)),
+                        &tag,
+                        *level,
+                        Some(Path::new(OsStr::from_bytes(prefix))),
+                    );
+                    assert_eq!(
+                        ours.as_os_str().as_bytes(),
+                        expected.as_slice(),
+                        "{}: cache_from_source({:?}) with pycache_prefix {:?}",
+                        python.display(),
+                        String::from_utf8_lossy(path),
+                        String::from_utf8_lossy(prefix),
+                    );
+                }
             }
         }
     }

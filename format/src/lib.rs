@@ -50,8 +50,9 @@ pub use header::{
 };
 pub use image::{FrozenSetImage, ImageRef, ModuleImage, Word};
 pub use location::{
-    PackCandidates, REFRESH_STATE_SUFFIXES, cache_dir, cache_pack_path, in_tree_pack_path,
-    pack_file_name, pyc_record_path, refresh_state_base, temp_prefix, written_after,
+    PackCandidates, REFRESH_STATE_SUFFIXES, bytecode_dir, cache_dir, cache_pack_path,
+    in_tree_pack_path, local_pack_path, pack_file_name, path_join, prefixed_dir, pyc_record_path,
+    refresh_state_base, temp_prefix, written_after,
 };
 pub use reader::{CheckedScope, INDEX_ENTRY_SIZE, Images, Module, Pack, VerifyReport, name_hash};
 pub use record::{ArchivedModuleRecord, ModuleRecord};

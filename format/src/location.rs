@@ -36,11 +36,77 @@ pub fn temp_prefix(path: &Path) -> String {
     format!(".__ppyc__.{name}.")
 }
 
-/// The pack of `dir` inside the directory itself.
+/// POSIX `_path_join(*parts)` of `importlib._bootstrap_external` (3.10-3.13):
+/// `'/'.join(part.rstrip('/') for part in parts if part)`, on the raw bytes.
+#[must_use]
+pub fn path_join(parts: &[&[u8]]) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    let mut first = true;
+    for part in parts {
+        if part.is_empty() {
+            continue;
+        }
+        if !first {
+            out.push(b'/');
+        }
+        first = false;
+        let end = part.iter().rposition(|&b| b != b'/').map_or(0, |i| i + 1);
+        out.extend_from_slice(&part[..end]);
+    }
+    PathBuf::from(std::ffi::OsStr::from_bytes(&out))
+}
+
+/// Where `sys.pycache_prefix` `prefix` puts the bytecode of the sources in directory `head`,
+/// as `cache_from_source` computes it (3.10-3.13 `_bootstrap_external.py`): `head` made
+/// absolute against the current directory, its leading `/`s stripped, joined to `prefix`.
+#[must_use]
+pub fn prefixed_dir(prefix: &Path, head: &Path) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    let abs;
+    let head = if head.is_absolute() {
+        head
+    } else {
+        // `_path_join(_os.getcwd(), head)` (3.10, 3.11); 3.12+ `_path_abspath` also drops
+        // a leading `./`, which `Path::join` does not produce differently for a directory.
+        let cwd = std::env::current_dir().unwrap_or_default();
+        let bytes = head.as_os_str().as_bytes();
+        let bytes = bytes.strip_prefix(b"./").unwrap_or(bytes);
+        abs = path_join(&[cwd.as_os_str().as_bytes(), bytes]);
+        &abs
+    };
+    let bytes = head.as_os_str().as_bytes();
+    let start = bytes.iter().position(|&b| b != b'/').unwrap_or(bytes.len());
+    path_join(&[prefix.as_os_str().as_bytes(), &bytes[start..]])
+}
+
+/// The directory that holds the bytecode of `dir`'s own modules and its pack: `D/__pycache__`,
+/// or under `sys.pycache_prefix` `P` (when set) `P/D'` (`D`'s absolute path without its
+/// leading `/`), where the stock importer then reads and writes their `.pyc` files.
+#[must_use]
+pub fn bytecode_dir(dir: &Path, pycache_prefix: Option<&Path>) -> PathBuf {
+    match pycache_prefix {
+        Some(prefix) => prefixed_dir(prefix, dir),
+        None => dir.join("__pycache__"),
+    }
+}
+
+/// The pack of `dir` beside its bytecode ([`bytecode_dir`]): in the directory itself, or
+/// under `sys.pycache_prefix`.
+#[must_use]
+pub fn local_pack_path(
+    dir: &Path,
+    cache_tag: &str,
+    optimize: u8,
+    pycache_prefix: Option<&Path>,
+) -> PathBuf {
+    bytecode_dir(dir, pycache_prefix).join(pack_file_name(cache_tag, optimize))
+}
+
+/// The pack of `dir` inside the directory itself (no `sys.pycache_prefix`).
 #[must_use]
 pub fn in_tree_pack_path(dir: &Path, cache_tag: &str, optimize: u8) -> PathBuf {
-    dir.join("__pycache__")
-        .join(pack_file_name(cache_tag, optimize))
+    local_pack_path(dir, cache_tag, optimize, None)
 }
 
 /// The user's ppyc cache directory: `$XDG_CACHE_HOME/ppyc` or `~/.cache/ppyc`.
@@ -109,27 +175,31 @@ pub fn refresh_state_base(
 /// The files of a refresh state (see [`refresh_state_base`]).
 pub const REFRESH_STATE_SUFFIXES: [&str; 4] = [".json", ".log", ".lock", ".stamp"];
 
-/// The two packs that may serve directory `D` itself (§2): in the tree, and in the user
-/// cache (when there is a cache directory and `D` resolves to a real path).
+/// The two packs that may serve directory `D` itself (§2): the local one (in the tree, or
+/// under `sys.pycache_prefix`), and the one in the user cache (when there is a cache
+/// directory and `D` resolves to a real path).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PackCandidates {
-    /// `D/__pycache__/__ppyc__.T[.opt-N].ppyc`.
-    pub in_tree: PathBuf,
+    /// `D/__pycache__/__ppyc__.T[.opt-N].ppyc`, or with `sys.pycache_prefix` `P`
+    /// `P/D'/__ppyc__.T[.opt-N].ppyc` ([`local_pack_path`]).
+    pub local: PathBuf,
     /// The user cache directory and the pack of `D` in it.
     pub cache: Option<(PathBuf, PathBuf)>,
 }
 
 impl PackCandidates {
-    /// The candidates of `dir` for `cache_tag` and `optimize`.
+    /// The candidates of `dir` for `cache_tag` and `optimize`, with the interpreter's
+    /// `sys.pycache_prefix`: under a prefix the stock importer never reads `D/__pycache__`,
+    /// and neither does ppyc.
     #[must_use]
-    pub fn of(dir: &Path, cache_tag: &str, optimize: u8) -> Self {
+    pub fn of(dir: &Path, cache_tag: &str, optimize: u8, pycache_prefix: Option<&Path>) -> Self {
         let cache = cache_dir().and_then(|c| {
             let real = std::fs::canonicalize(dir).ok()?;
             let pack = cache_pack_path(&c, &real, cache_tag, optimize);
             Some((c, pack))
         });
         Self {
-            in_tree: in_tree_pack_path(dir, cache_tag, optimize),
+            local: local_pack_path(dir, cache_tag, optimize, pycache_prefix),
             cache,
         }
     }
@@ -148,7 +218,7 @@ impl PackCandidates {
     /// in-tree pack comes first.
     #[must_use]
     pub fn existing(&self) -> Vec<(PathBuf, std::fs::Metadata)> {
-        let mut found: Vec<(PathBuf, std::fs::Metadata)> = std::iter::once(self.in_tree.clone())
+        let mut found: Vec<(PathBuf, std::fs::Metadata)> = std::iter::once(self.local.clone())
             .chain(self.cache_pack().map(Path::to_path_buf))
             .filter_map(|p| std::fs::metadata(&p).ok().map(|m| (p, m)))
             .collect();
@@ -166,7 +236,7 @@ impl PackCandidates {
         self.existing()
             .into_iter()
             .next()
-            .map_or_else(|| self.in_tree.clone(), |(p, _)| p)
+            .map_or_else(|| self.local.clone(), |(p, _)| p)
     }
 }
 
@@ -192,14 +262,14 @@ mod tests {
         std::fs::create_dir_all(&cache).unwrap();
         let real = std::fs::canonicalize(&dir).unwrap();
         let c = PackCandidates {
-            in_tree: in_tree_pack_path(&dir, "cpython-312", 0),
+            local: in_tree_pack_path(&dir, "cpython-312", 0),
             cache: Some((
                 cache.clone(),
                 cache_pack_path(&cache, &real, "cpython-312", 0),
             )),
         };
         assert!(c.existing().is_empty());
-        assert_eq!(c.preferred(), c.in_tree);
+        assert_eq!(c.preferred(), c.local);
         let set = |p: &Path, secs: u64| {
             let f = std::fs::File::options()
                 .create(true)
@@ -213,27 +283,41 @@ mod tests {
         let cached = c.cache_pack().unwrap().to_path_buf();
         set(&cached, 1_000);
         assert_eq!(c.preferred(), cached, "only the cached pack exists");
-        set(&c.in_tree, 2_000);
+        set(&c.local, 2_000);
         let order: Vec<PathBuf> = c.existing().into_iter().map(|(p, _)| p).collect();
-        assert_eq!(
-            order,
-            [c.in_tree.clone(), cached.clone()],
-            "in-tree is newer"
-        );
+        assert_eq!(order, [c.local.clone(), cached.clone()], "in-tree is newer");
         set(&cached, 3_000);
         let order: Vec<PathBuf> = c.existing().into_iter().map(|(p, _)| p).collect();
-        assert_eq!(
-            order,
-            [cached.clone(), c.in_tree.clone()],
-            "cached is newer"
-        );
-        set(&c.in_tree, 3_000);
-        assert_eq!(
-            c.preferred(),
-            c.in_tree,
-            "a tie keeps the in-tree pack first"
-        );
+        assert_eq!(order, [cached.clone(), c.local.clone()], "cached is newer");
+        set(&c.local, 3_000);
+        assert_eq!(c.preferred(), c.local, "a tie keeps the in-tree pack first");
         std::fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
+    fn pycache_prefix_places_as_cache_from_source() {
+        // `cache_from_source('/x/y/m.py')` with `sys.pycache_prefix = '/p/'` is
+        // `/p/x/y/m.<tag>.pyc`: the pack of `/x/y` sits beside it.
+        let p = Path::new("/p/");
+        assert_eq!(prefixed_dir(p, Path::new("/x/y")), Path::new("/p/x/y"));
+        assert_eq!(prefixed_dir(p, Path::new("//x//y/")), Path::new("/p/x//y"));
+        assert_eq!(prefixed_dir(p, Path::new("/")), Path::new("/p"));
+        assert_eq!(
+            local_pack_path(Path::new("/x/y"), "cpython-312", 1, Some(p)),
+            Path::new("/p/x/y/__ppyc__.cpython-312.opt-1.ppyc")
+        );
+        assert_eq!(
+            local_pack_path(Path::new("/x/y"), "cpython-312", 0, None),
+            in_tree_pack_path(Path::new("/x/y"), "cpython-312", 0)
+        );
+        let cwd = std::env::current_dir().unwrap();
+        let rel = cwd.to_str().unwrap().trim_start_matches('/');
+        assert_eq!(
+            prefixed_dir(Path::new("/p"), Path::new("./sub")),
+            Path::new("/p").join(rel).join("sub")
+        );
+        assert_eq!(path_join(&[b"a/", b"", b"b//", b"c"]), Path::new("a/b/c"));
+        assert_eq!(path_join(&[b"/", b"x"]), Path::new("/x"));
     }
 
     #[test]

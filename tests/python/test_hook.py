@@ -844,3 +844,91 @@ def test_profile_file_records_phases_per_module(lib: Path, tmp_path: Path, mode:
     # Appends: a second process adds its own lines.
     run_py("import hmod", [lib], env={"PPYC_PROFILE": str(profile)})
     assert len({json.loads(x)["pid"] for x in profile.read_text().splitlines()}) == 2
+
+
+def _cached_under(prefix: Path, source: Path) -> Path:
+    """Where `cache_from_source` puts `source`'s `.pyc` with `sys.pycache_prefix`."""
+    import importlib.util
+
+    saved = sys.pycache_prefix
+    sys.pycache_prefix = str(prefix)
+    try:
+        return Path(importlib.util.cache_from_source(str(source)))
+    finally:
+        sys.pycache_prefix = saved
+
+
+def test_packs_and_pycs_follow_the_pycache_prefix(
+    tmp_path: Path, cache_home: dict[str, str]
+) -> None:
+    """With `PYTHONPYCACHEPREFIX`, `ppyc compile` writes nothing into the tree: the pack
+    goes where the directory's bytecode goes under the prefix, the `.pyc` files where the
+    stock importer reads them; processes with that prefix are served from it, `status`
+    shows it, `clean` removes it, and an in-tree pack is not used (spec/FORMAT.md §2)."""
+    root = tmp_path / "site"
+    write(root, {"pmod.py": "V = 1\n", "ppkg/__init__.py": "", "ppkg/sub.py": "S = 2\n"})
+    prefix = tmp_path / "prefix"
+    env = {**cache_home, "PYTHONPYCACHEPREFIX": str(prefix)}
+    result = run_ppyc("compile", "--write-pyc", root, env=env)
+    assert result.code == 0, result
+    pack = prefix / str(root).lstrip("/") / f"__ppyc__.{CACHE_TAG}.ppyc"
+    assert pack.is_file(), result
+    assert f"into `{pack}`" in result.out, result
+    assert not list(root.rglob("__pycache__")), "nothing is written into the tree"
+    sources = [root / "pmod.py", root / "ppkg" / "__init__.py", root / "ppkg" / "sub.py"]
+    for source in sources:
+        pyc = _cached_under(prefix, source)
+        assert pyc.is_file(), pyc
+        assert pyc.parent != root / "__pycache__"
+    code = "import pmod, ppkg.sub; print(pmod.__cached__)"
+    stats, _ = stats_of(code, [root], env=env)
+    served = pack_stats(stats, root)
+    assert served["path"] == str(pack) and served["served"] == 3, served
+    # Without the prefix the stock importer does not look there, and neither does ppyc.
+    stats, _ = stats_of(code, [root], env=cache_home)
+    assert not [p for p in stats["packs"] if p["root"] == str(root)], stats["packs"]
+    # An in-tree pack written later is not used under the prefix.
+    assert run_ppyc("compile", root, env=cache_home).code == 0
+    in_tree = pack_path(root)
+    assert in_tree.is_file()
+    stats, _ = stats_of(code, [root], env=env)
+    assert pack_stats(stats, root)["path"] == str(pack)
+    status = run_ppyc("status", env={**env, "PYTHONPATH": str(root)})
+    assert status.code == 0, status
+    assert f"{pack}: 3 modules" in status.out, status.out
+    verify = run_ppyc("verify", root, env=env)
+    assert verify.code == 0 and str(pack) in verify.out, verify
+    # `clean` under the prefix removes what ppyc wrote in both places, and nothing else.
+    cleaned = run_ppyc("clean", root, env=env)
+    assert cleaned.code == 0, cleaned
+    assert "Removed 2 packs" in cleaned.out and "3 .pyc files" in cleaned.out, cleaned
+    assert not pack.exists() and not in_tree.exists()
+    assert not [p for p in prefix.rglob("*") if p.is_file()]
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*.py")) == [
+        "pmod.py",
+        "ppkg/__init__.py",
+        "ppkg/sub.py",
+    ]
+
+
+def test_pycache_prefix_option_is_followed(tmp_path: Path, cache_home: dict[str, str]) -> None:
+    """`-X pycache_prefix` (not only the environment variable) places the pack, for
+    `ppyc compile` run in that interpreter and for the hook."""
+    root = tmp_path / "site"
+    write(root, {"xmod.py": "X = 1\n"})
+    prefix = tmp_path / "xprefix"
+    flags = ("-X", f"pycache_prefix={prefix}")
+    proc = subprocess.run(
+        [sys.executable, *flags, "-m", "ppyc", "compile", str(root)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **cache_home, "PPYC_NO_PROGRESS": "1"},
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    pack = prefix / str(root).lstrip("/") / f"__ppyc__.{CACHE_TAG}.ppyc"
+    assert pack.is_file(), proc.stdout
+    assert not (root / "__pycache__").exists()
+    stats, _ = stats_of("import xmod", [root], env=cache_home, flags=flags)
+    assert pack_stats(stats, root)["path"] == str(pack)
+    assert pack_stats(stats, root)["served"] == 1

@@ -21,7 +21,12 @@ ON = {"PPYC_AUTO_REFRESH": "1", "PPYC_REFRESH_INTERVAL": "60"}
 
 
 def run(
-    code: str, root: Path, env: dict[str, str], *, unprivileged: bool = False
+    code: str,
+    root: Path,
+    env: dict[str, str],
+    *,
+    unprivileged: bool = False,
+    flags: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Imports in a fresh process with the hook; returns the stats of the pack serving
     `root` (or None) and everything else the code printed."""
@@ -34,7 +39,7 @@ def run(
     )
     program = prelude + textwrap.dedent(code) + tail
     proc = subprocess.run(
-        [*(UNPRIVILEGED if unprivileged else []), sys.executable, "-c", program],
+        [*(UNPRIVILEGED if unprivileged else []), sys.executable, *flags, "-c", program],
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": str(root), **env},
@@ -286,3 +291,40 @@ def test_a_refresh_builds_with_the_options_of_the_pack(tmp_path: Path, cache_hom
     rebuilt = _native.Pack(str(pack))
     assert json.loads(rebuilt.info()["meta"]["exclude"]) == ["skipme"]
     assert sorted(rebuilt.modules()) == ["keep"]
+
+
+def test_a_refresh_follows_the_pycache_prefix(tmp_path: Path, cache_home: dict[str, str]) -> None:
+    """A process run with `-X pycache_prefix` starts a refresh that writes the pack under
+    that prefix, where the next such process finds it; nothing goes into the tree."""
+    root = tmp_path / "site"
+    write(root, {"alpha.py": "A = 1\n", "beta.py": "B = 1\n"})
+    prefix = tmp_path / "prefix"
+    flags = ("-X", f"pycache_prefix={prefix}")
+    proc = subprocess.run(
+        [sys.executable, *flags, "-m", "ppyc", "compile", str(root)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **cache_home, "PPYC_NO_PROGRESS": "1"},
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    pack = prefix / str(root).lstrip("/") / f"__ppyc__.{CACHE_TAG}.ppyc"
+    assert pack.is_file(), proc.stdout
+    built = pack.stat().st_mtime_ns
+    (root / "alpha.py").write_text("A = 22\n")
+    touch_later(root / "alpha.py")
+    write(root, {"gamma.py": "G = 3\n"})
+    touch_later(root / "gamma.py")
+    env = {**cache_home, **ON}
+    code = "import alpha, beta, gamma; print(alpha.A, gamma.G)"
+    first = run(code, root, env, flags=flags)
+    assert "22 3" in first["stdout"], first
+    assert first["pack"]["refresh"] == "started", first
+    state = wait_for_state(env)
+    assert state["state"] == "ok", (state, Path(state["log"]).read_text())
+    assert pack.stat().st_mtime_ns != built
+    second = run(code, root, env, flags=flags)
+    assert "22 3" in second["stdout"]
+    assert second["pack"]["path"] == str(pack), second
+    assert second["pack"]["served"] == 3 and not second["pack"]["fallbacks"], second
+    assert not (root / "__pycache__").exists()

@@ -82,11 +82,12 @@ fn clean_record(out: &mut Outcome, dir: &Path, record_path: &Path, touched: &mut
         }
     };
     let before = out.errors.len();
+    let root = record.root(dir);
     for rel in record.pycs.keys() {
         if !record.still_ours(dir, rel) {
             continue; // gone, or rewritten by someone else since: not ppyc's to remove
         }
-        let path = dir.join(rel);
+        let path = root.join(rel);
         if out.remove(&path).is_some() {
             out.pycs += 1;
             if let Some(parent) = path.parent() {
@@ -101,7 +102,13 @@ fn clean_record(out: &mut Outcome, dir: &Path, record_path: &Path, touched: &mut
 
 /// Cleans one directory for `cache_tag`. `explicit`: named by the user (a missing
 /// directory is then an error, not a skip).
-pub(crate) fn clean_dir(out: &mut Outcome, dir: &Path, cache_tag: &str, explicit: bool) {
+pub(crate) fn clean_dir(
+    out: &mut Outcome,
+    dir: &Path,
+    cache_tag: &str,
+    pycache_prefix: Option<&Path>,
+    explicit: bool,
+) {
     let real = match std::fs::canonicalize(dir) {
         Ok(real) if real.is_dir() => real,
         Ok(_) => {
@@ -119,38 +126,42 @@ pub(crate) fn clean_dir(out: &mut Outcome, dir: &Path, cache_tag: &str, explicit
         }
     };
     let cache = ppyc_format::cache_dir();
-    let pycache = dir.join("__pycache__");
+    // The local places of the packs: `DIR/__pycache__`, and under this interpreter's
+    // `sys.pycache_prefix` where it has one (`spec/FORMAT.md` §2).
+    let mut locals = vec![ppyc_format::bytecode_dir(dir, None)];
+    if let Some(prefix) = pycache_prefix {
+        locals.push(ppyc_format::bytecode_dir(dir, Some(prefix)));
+    }
     let mut touched = Vec::new();
     let mut cache_prefixes = Vec::new();
     for optimize in 0..=2u8 {
-        let in_tree = ppyc_format::in_tree_pack_path(dir, cache_tag, optimize);
+        let name = ppyc_format::pack_file_name(cache_tag, optimize);
         let cached = cache
             .as_deref()
             .map(|c| ppyc_format::cache_pack_path(c, &real, cache_tag, optimize));
-        for pack in std::iter::once(&in_tree).chain(cached.as_ref()) {
+        let local_packs: Vec<(PathBuf, &PathBuf)> =
+            locals.iter().map(|l| (l.join(&name), l)).collect();
+        for (pack, local) in local_packs
+            .iter()
+            .map(|(p, l)| (p, Some(*l)))
+            .chain(cached.as_ref().map(|c| (c, None)))
+        {
             clean_record(out, dir, &ppyc_format::pyc_record_path(pack), &mut touched);
             // Its delta (`spec/FORMAT.md` §13).
             let delta = ppyc_format::delta_path(pack);
             if let Some(size) = out.remove(&delta) {
                 out.pack_bytes += size;
                 out!("Removed `{}`", delta.display());
-                if pack == &in_tree {
-                    touched.push(pycache.clone());
-                }
+                touched.extend(local.cloned());
             }
-        }
-        if let Some(size) = out.remove(&in_tree) {
-            out.packs += 1;
-            out.pack_bytes += size;
-            out!("Removed `{}`", in_tree.display());
-            touched.push(pycache.clone());
-        }
-        if let Some(cached) = &cached {
-            if let Some(size) = out.remove(cached) {
+            if let Some(size) = out.remove(pack) {
                 out.packs += 1;
                 out.pack_bytes += size;
-                out!("Removed `{}`", cached.display());
+                out!("Removed `{}`", pack.display());
+                touched.extend(local.cloned());
             }
+        }
+        if let Some(cached) = &cached {
             cache_prefixes.push(ppyc_format::temp_prefix(cached));
             cache_prefixes.push(ppyc_format::temp_prefix(&ppyc_format::delta_path(cached)));
             cache_prefixes.push(ppyc_format::temp_prefix(&ppyc_format::pyc_record_path(
@@ -169,16 +180,18 @@ pub(crate) fn clean_dir(out: &mut Outcome, dir: &Path, cache_tag: &str, explicit
             }
         }
     }
-    // Leftovers of interrupted writes. In `DIR/__pycache__` every `.__ppyc__*.tmp` (packs,
+    // Leftovers of interrupted writes. In a local place every `.__ppyc__*.tmp` (packs,
     // records, also as older versions named them) and `.__ppyc__probe*` file is ppyc's; in
     // the user cache, shared by every directory, only those named after this directory's
     // files.
-    for name in names_in(&pycache) {
-        let ours = name.starts_with(".__ppyc__")
-            && (name.ends_with(".tmp") || name.starts_with(".__ppyc__probe"));
-        if ours && out.remove(&pycache.join(&name)).is_some() {
-            out.temps += 1;
-            touched.push(pycache.clone());
+    for local in &locals {
+        for name in names_in(local) {
+            let ours = name.starts_with(".__ppyc__")
+                && (name.ends_with(".tmp") || name.starts_with(".__ppyc__probe"));
+            if ours && out.remove(&local.join(&name)).is_some() {
+                out.temps += 1;
+                touched.push(local.clone());
+            }
         }
     }
     if let Some(cache) = &cache {
@@ -324,7 +337,12 @@ pub(crate) fn clean_orphans(out: &mut Outcome) {
 }
 
 /// Cleans `dirs` for `cache_tag` (and, with `orphans`, [`clean_orphans`]); the exit status.
-pub(crate) fn clean_dirs(dirs: &[(PathBuf, bool)], cache_tag: &str, orphans: bool) -> i32 {
+pub(crate) fn clean_dirs(
+    dirs: &[(PathBuf, bool)],
+    cache_tag: &str,
+    pycache_prefix: Option<&Path>,
+    orphans: bool,
+) -> i32 {
     let mut out = Outcome::default();
     let mut seen = Vec::new();
     for (dir, explicit) in dirs {
@@ -332,7 +350,7 @@ pub(crate) fn clean_dirs(dirs: &[(PathBuf, bool)], cache_tag: &str, orphans: boo
             continue;
         }
         seen.push(dir.clone());
-        clean_dir(&mut out, dir, cache_tag, *explicit);
+        clean_dir(&mut out, dir, cache_tag, pycache_prefix, *explicit);
     }
     if orphans {
         clean_orphans(&mut out);
@@ -359,5 +377,6 @@ pub(crate) fn clean(py: Python<'_>, args: &CleanArgs) -> anyhow::Result<i32> {
     }
     let tag = interp.cache_tag.clone();
     let orphans = args.orphans;
-    Ok(py.detach(move || clean_dirs(&dirs, &tag, orphans)))
+    let prefix = interp.pycache_prefix.clone();
+    Ok(py.detach(move || clean_dirs(&dirs, &tag, prefix.as_deref(), orphans)))
 }

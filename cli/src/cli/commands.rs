@@ -282,7 +282,7 @@ fn named_pack(
     optimize: u8,
 ) -> Result<PathBuf, String> {
     if arg.is_dir() {
-        let pack = pack_of_dir(arg, &interp.cache_tag, optimize);
+        let pack = pack_of_dir(arg, interp, optimize);
         if std::fs::symlink_metadata(&pack).is_err() {
             let (level, flag) = if optimize == 0 {
                 (String::new(), String::new())
@@ -596,7 +596,7 @@ pub(crate) fn verify(py: Python<'_>, args: &VerifyArgs) -> anyhow::Result<i32> {
             .site_packages
             .iter()
             .chain(&interp.pth_roots)
-            .map(|d| pack_of_dir(d, &interp.cache_tag, optimize))
+            .map(|d| pack_of_dir(d, &interp, optimize))
             .filter(|p| p.exists())
             .collect()
     } else {

@@ -129,7 +129,8 @@ pub(crate) fn disable(py: Python<'_>, clean: bool) -> anyhow::Result<i32> {
         .as_str()
         .context("cannot read this interpreter's cache tag")?
         .to_owned();
-    Ok(py.detach(move || super::clean::clean_dirs(&dirs, &tag, true)))
+    let prefix: Option<PathBuf> = py.import("sys")?.getattr("pycache_prefix")?.extract()?;
+    Ok(py.detach(move || super::clean::clean_dirs(&dirs, &tag, prefix.as_deref(), true)))
 }
 
 fn names(list: &[String], verbose: bool) -> String {

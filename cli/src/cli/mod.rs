@@ -133,6 +133,16 @@ pub(crate) use ppyc_importtime::render::bytes as human_bytes;
 
 /// The pack of `dir` for this interpreter and optimisation level: the one that serves it
 /// (`spec/FORMAT.md` §2 "Precedence"), else where it would be in the tree.
-pub(crate) fn pack_of_dir(dir: &Path, cache_tag: &str, optimize: u8) -> PathBuf {
-    ppyc_format::PackCandidates::of(dir, cache_tag, optimize).preferred()
+pub(crate) fn pack_of_dir(
+    dir: &Path,
+    interp: &ppyc_compiler::interpreter::Interpreter,
+    optimize: u8,
+) -> PathBuf {
+    ppyc_format::PackCandidates::of(
+        dir,
+        &interp.cache_tag,
+        optimize,
+        interp.pycache_prefix.as_deref(),
+    )
+    .preferred()
 }

@@ -273,6 +273,7 @@ impl Hook {
                 root: std::path::Path::new(&entry.root),
                 cache_tag: &self.config.target.cache_tag,
                 optimize: self.config.target.optimize,
+                pycache_prefix: self.config.target.pycache_prefix.as_deref(),
                 interval: settings.interval,
             }),
             Err(why) => refresh::Decision::NotPossible(why),
@@ -547,6 +548,7 @@ pub(crate) fn target(py: Python<'_>) -> PyResult<Target> {
             .unwrap_or_default(),
         magic: magic.try_into().unwrap_or_default(),
         optimize: sys.getattr("flags")?.getattr("optimize")?.extract()?,
+        pycache_prefix: sys.getattr("pycache_prefix")?.extract()?,
     })
 }
 
@@ -574,10 +576,14 @@ pub(crate) fn pack_candidates(
     optimize: Option<u8>,
 ) -> PyResult<Vec<String>> {
     let t = target_at(py, optimize)?;
-    let c =
-        ppyc_format::PackCandidates::of(std::path::Path::new(directory), &t.cache_tag, t.optimize);
+    let c = ppyc_format::PackCandidates::of(
+        std::path::Path::new(directory),
+        &t.cache_tag,
+        t.optimize,
+        t.pycache_prefix.as_deref(),
+    );
     let mut out: Vec<std::path::PathBuf> = c.existing().into_iter().map(|(p, _)| p).collect();
-    for p in std::iter::once(c.in_tree.as_path()).chain(c.cache_pack()) {
+    for p in std::iter::once(c.local.as_path()).chain(c.cache_pack()) {
         if !out.iter().any(|o| o == p) {
             out.push(p.to_path_buf());
         }

@@ -17,6 +17,9 @@ pub(crate) struct Target {
     pub(crate) cache_tag: String,
     pub(crate) magic: [u8; 4],
     pub(crate) optimize: u8,
+    /// `sys.pycache_prefix` when the hook started: where the local packs are
+    /// (`spec/FORMAT.md` §2).
+    pub(crate) pycache_prefix: Option<std::path::PathBuf>,
 }
 
 /// Counters of one pack in this process.
@@ -121,12 +124,17 @@ impl Registry {
             return found.clone();
         }
         let dir = Path::new(directory);
-        let candidates = ppyc_format::PackCandidates::of(dir, &target.cache_tag, target.optimize);
+        let candidates = ppyc_format::PackCandidates::of(
+            dir,
+            &target.cache_tag,
+            target.optimize,
+            target.pycache_prefix.as_deref(),
+        );
         let mut entry = None;
         // Its own packs, the one written last first (`spec/FORMAT.md` §2 "Precedence");
         // a user-cache pack here only beside an in-tree one, else after the walk up.
         let own = candidates.existing();
-        let has_in_tree = own.iter().any(|(p, _)| *p == candidates.in_tree);
+        let has_in_tree = own.iter().any(|(p, _)| *p == candidates.local);
         if has_in_tree {
             for (path, _) in &own {
                 entry = self.open_candidate(py, target, verbose, &candidates, path, directory);

@@ -82,6 +82,9 @@ pub(crate) struct Launch<'a> {
     pub(crate) root: &'a Path,
     pub(crate) cache_tag: &'a str,
     pub(crate) optimize: u8,
+    /// This process's `sys.pycache_prefix`, passed on (`-X pycache_prefix`) so that the
+    /// child writes the pack where this process looks for it.
+    pub(crate) pycache_prefix: Option<&'a Path>,
     pub(crate) interval: Duration,
 }
 
@@ -130,8 +133,16 @@ pub(crate) fn start(launch: &Launch<'_>) -> Decision {
          from ppyc._refresh import main; sys.exit(main(sys.argv[1:]))",
         python_str(launch.package_parent.as_os_str())
     );
-    let args: Vec<&OsStr> = vec![
-        launch.python.as_os_str(),
+    let prefix_option = launch.pycache_prefix.map(|p| {
+        let mut option = std::ffi::OsString::from("pycache_prefix=");
+        option.push(p.as_os_str());
+        option
+    });
+    let mut args: Vec<&OsStr> = vec![launch.python.as_os_str()];
+    if let Some(option) = &prefix_option {
+        args.extend([OsStr::new("-X"), option.as_os_str()]);
+    }
+    args.extend([
         OsStr::new("-c"),
         OsStr::new(&code),
         launch.root.as_os_str(),
@@ -143,7 +154,7 @@ pub(crate) fn start(launch: &Launch<'_>) -> Decision {
             "2"
         }),
         base.as_os_str(),
-    ];
+    ]);
     match crate::ffi::process::spawn_detached(&args) {
         Ok(()) => Decision::Started,
         Err(e) => Decision::NotPossible(format!("cannot start `{}`: {e}", launch.python.display())),

@@ -16,14 +16,16 @@
 //! two loads, and must come out identical: code that has been executed (quickened,
 //! instrumented) or any other process state would show as a difference.
 
-use std::collections::HashMap;
 use std::ffi::CStr;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use ppyc_compiler::marshal::{self, Annotated, Obj, Object, PyVersion};
 use ppyc_format::image::symbol;
 use ppyc_format::{FrozenSetImage, ModuleImage, Word};
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::PyBytes;
 
 use crate::ffi::layout::probe::{self, Runtime};
@@ -117,9 +119,10 @@ fn once(
     parsed: &Annotated,
     payload: &[u8],
 ) -> Result<ModuleImage, String> {
-    let code = py
-        .import("marshal")
-        .and_then(|m| m.call_method1("loads", (PyBytes::new(py, payload),)))
+    static LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let code = LOADS
+        .import(py, "marshal", "loads")
+        .and_then(|loads| loads.call1((PyBytes::new(py, payload),)))
         .map_err(|e| format!("marshal.loads refused the payload: {e}"))?;
     let root = code.as_ptr();
     // SAFETY: `root` is a live object (held by `code`).
@@ -210,7 +213,7 @@ struct Owned {
 struct Snap<'a> {
     rt: &'static Runtime,
     parsed: &'a Annotated,
-    symbols: HashMap<usize, u32>,
+    symbols: &'static HashMap<usize, u32>,
     owned: Vec<Owned>,
     by_ptr: HashMap<usize, usize>,
     /// References to each visited object from within the graph (and one for the root,
@@ -232,24 +235,17 @@ fn name_chars(text: &[u8]) -> bool {
 
 impl<'a> Snap<'a> {
     fn new(rt: &'static Runtime, parsed: &'a Annotated) -> Self {
-        let symbols = rt
-            .symbols
-            .iter()
-            .enumerate()
-            .filter(|&(_, &a)| a != 0)
-            .map(|(i, &a)| (a, i as u32))
-            .collect();
         Self {
             rt,
             parsed,
-            symbols,
+            symbols: &rt.symbol_of,
             owned: Vec::new(),
-            by_ptr: HashMap::new(),
-            refs: HashMap::new(),
+            by_ptr: HashMap::default(),
+            refs: HashMap::default(),
             names: Vec::new(),
-            name_slots: HashMap::new(),
+            name_slots: HashMap::default(),
             frozensets: Vec::new(),
-            frozenset_index: HashMap::new(),
+            frozenset_index: HashMap::default(),
             root_filename: Vec::new(),
             code_count: 0,
         }
@@ -268,6 +264,16 @@ impl<'a> Snap<'a> {
         unsafe {
             if ffi::PyUnicode_CheckExact(s) == 0 {
                 return Err("a string field does not hold a str".into());
+            }
+            // A compact ASCII string (most of them) is its own UTF-8: its characters
+            // follow the `PyASCIIObject` header (`Include/cpython/unicodeobject.h`,
+            // 3.11-3.13: `compact` is bit 5 and `ascii` bit 6 of `state`).
+            let table = self.table();
+            let state = read::<u32>(s.cast(), table.str_.state);
+            if state & 0x60 == 0x60 {
+                let n = read::<usize>(s.cast(), table.str_.length);
+                let data = s.cast::<u8>().add(table.str_.ascii_size);
+                return Ok(std::slice::from_raw_parts(data, n).to_vec());
             }
             let b = ffi::PyUnicode_AsEncodedString(s, UTF8.as_ptr(), SURROGATEPASS.as_ptr());
             if b.is_null() {
@@ -399,6 +405,26 @@ impl<'a> Snap<'a> {
     /// Checks that the live constant `obj` is the stream's `parsed`.
     fn same_value(&self, obj: *mut ffi::PyObject, parsed: &Obj) -> Result<(), String> {
         let live = self.value_of(obj)?;
+        // The common leaves compare directly; anything else by its canonical key.
+        let direct = match (&live, &**parsed) {
+            (Object::None, Object::None)
+            | (Object::False, Object::False)
+            | (Object::True, Object::True)
+            | (Object::Ellipsis, Object::Ellipsis)
+            | (Object::StopIteration, Object::StopIteration) => Some(true),
+            (Object::Int(a), Object::Int(b)) => Some(a == b),
+            (Object::Str(a), Object::Str(b)) | (Object::Bytes(a), Object::Bytes(b)) => Some(a == b),
+            (
+                Object::Float(marshal::FloatRepr::Bits(a)),
+                Object::Float(marshal::FloatRepr::Bits(b)),
+            ) => Some(a == b),
+            _ => None,
+        };
+        match direct {
+            Some(true) => return Ok(()),
+            Some(false) => return Err("a live constant differs from the marshal stream".into()),
+            None => {}
+        }
         let (a, b) = (
             marshal::set_element_key(&live),
             marshal::set_element_key(parsed),
@@ -536,6 +562,19 @@ impl<'a> Snap<'a> {
         let slots = match kind {
             Kind::Code => self.code_slots(obj, parsed, pos)?,
             Kind::Tuple => self.tuple_slots(obj, parsed, pos)?,
+            Kind::Bytes => {
+                // SAFETY: `obj` is a live bytes object.
+                let data = unsafe {
+                    std::slice::from_raw_parts(
+                        ffi::PyBytes_AsString(obj).cast::<u8>(),
+                        ffi::PyBytes_Size(obj) as usize,
+                    )
+                };
+                if !matches!(&**parsed, Object::Bytes(b) if **b == *data) {
+                    return Err("a live constant differs from the marshal stream".into());
+                }
+                Vec::new()
+            }
             _ => {
                 self.same_value(obj, parsed)?;
                 Vec::new()
@@ -639,7 +678,7 @@ impl<'a> Snap<'a> {
         let Object::FrozenSet(stream) = &**parsed else {
             return Err("a live frozenset is something else in the marshal stream".into());
         };
-        let mut live: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
+        let mut live: HashMap<Vec<u8>, Vec<usize>> = HashMap::default();
         let items = frozenset_items(obj)?;
         if items.len() != stream.len() {
             return Err("a frozenset's size differs from the marshal stream".into());
@@ -703,7 +742,8 @@ impl<'a> Snap<'a> {
         let table = self.table();
         let mut order: Vec<usize> = (0..self.owned.len()).collect();
         order.sort_by_key(|&i| (self.owned[i].kind.group(), i));
-        let mut offsets: HashMap<usize, usize> = HashMap::with_capacity(order.len());
+        let mut offsets: HashMap<usize, usize> =
+            HashMap::with_capacity_and_hasher(order.len(), Default::default());
         let mut at = 0usize;
         for &i in &order {
             let o = &self.owned[i];

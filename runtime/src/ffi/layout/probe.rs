@@ -28,6 +28,8 @@ pub(crate) struct Runtime {
     pub(crate) fingerprint: [u8; 32],
     /// The objects of [`symbol`], by symbol number (null where a number is reserved).
     pub(crate) symbols: Vec<usize>,
+    /// The symbol number of each (non-null) address of `symbols`.
+    pub(crate) symbol_of: rustc_hash::FxHashMap<usize, u32>,
     /// The type objects, by type symbol.
     pub(crate) types: [usize; symbol::TYPE_COUNT as usize],
 }
@@ -178,11 +180,18 @@ fn check(py: Python<'_>) -> Result<Runtime, String> {
     check_code_watchers(table)?;
     let description = table.description(&build);
     let fingerprint = *blake3::hash(&description).as_bytes();
+    let symbol_of = symbols
+        .iter()
+        .enumerate()
+        .filter(|&(_, &a)| a != 0)
+        .map(|(i, &a)| (a, i as u32))
+        .collect();
     Ok(Runtime {
         table,
         description,
         fingerprint,
         symbols,
+        symbol_of,
         types,
     })
 }
