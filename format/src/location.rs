@@ -67,8 +67,8 @@ pub fn prefixed_dir(prefix: &Path, head: &Path) -> PathBuf {
     let head = if head.is_absolute() {
         head
     } else {
-        // `_path_join(_os.getcwd(), head)` (3.10, 3.11); 3.12+ `_path_abspath` also drops
-        // a leading `./`, which `Path::join` does not produce differently for a directory.
+        // `_path_join(_os.getcwd(), head)` (3.10, 3.11); 3.12+ `_path_abspath` first drops
+        // one leading `./`, which is followed here.
         let cwd = std::env::current_dir().unwrap_or_default();
         let bytes = head.as_os_str().as_bytes();
         let bytes = bytes.strip_prefix(b"./").unwrap_or(bytes);

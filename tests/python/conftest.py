@@ -69,13 +69,21 @@ def run_ppyc(
     *args: str | os.PathLike[str],
     env: dict[str, str] | None = None,
     unprivileged: bool = False,
+    flags: tuple[str, ...] = (),
 ) -> Result:
-    """Runs `python -m ppyc ARGS` with the interpreter under test."""
+    """Runs `python [FLAGS] -m ppyc ARGS` with the interpreter under test."""
     full_env = dict(os.environ)
     full_env["PPYC_NO_PROGRESS"] = "1"
     full_env.update(env or {})
     proc = subprocess.run(
-        [*(UNPRIVILEGED if unprivileged else []), sys.executable, "-m", "ppyc", *map(str, args)],
+        [
+            *(UNPRIVILEGED if unprivileged else []),
+            sys.executable,
+            *flags,
+            "-m",
+            "ppyc",
+            *map(str, args),
+        ],
         capture_output=True,
         text=True,
         env=full_env,

@@ -918,16 +918,10 @@ def test_pycache_prefix_option_is_followed(tmp_path: Path, cache_home: dict[str,
     write(root, {"xmod.py": "X = 1\n"})
     prefix = tmp_path / "xprefix"
     flags = ("-X", f"pycache_prefix={prefix}")
-    proc = subprocess.run(
-        [sys.executable, *flags, "-m", "ppyc", "compile", str(root)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **cache_home, "PPYC_NO_PROGRESS": "1"},
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
+    result = run_ppyc("compile", root, env=cache_home, flags=flags)
+    assert result.code == 0, result
     pack = prefix / str(root).lstrip("/") / f"__ppyc__.{CACHE_TAG}.ppyc"
-    assert pack.is_file(), proc.stdout
+    assert pack.is_file(), result
     assert not (root / "__pycache__").exists()
     stats, _ = stats_of("import xmod", [root], env=cache_home, flags=flags)
     assert pack_stats(stats, root)["path"] == str(pack)

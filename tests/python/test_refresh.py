@@ -300,16 +300,10 @@ def test_a_refresh_follows_the_pycache_prefix(tmp_path: Path, cache_home: dict[s
     write(root, {"alpha.py": "A = 1\n", "beta.py": "B = 1\n"})
     prefix = tmp_path / "prefix"
     flags = ("-X", f"pycache_prefix={prefix}")
-    proc = subprocess.run(
-        [sys.executable, *flags, "-m", "ppyc", "compile", str(root)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **cache_home, "PPYC_NO_PROGRESS": "1"},
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
+    result = run_ppyc("compile", root, env=cache_home, flags=flags)
+    assert result.code == 0, result
     pack = prefix / str(root).lstrip("/") / f"__ppyc__.{CACHE_TAG}.ppyc"
-    assert pack.is_file(), proc.stdout
+    assert pack.is_file(), result
     built = pack.stat().st_mtime_ns
     (root / "alpha.py").write_text("A = 22\n")
     touch_later(root / "alpha.py")

@@ -259,8 +259,11 @@ impl<'a> Snap<'a> {
     fn text_of(&self, s: *mut ffi::PyObject) -> Result<Vec<u8>, String> {
         const UTF8: &CStr = c"utf-8";
         const SURROGATEPASS: &CStr = c"surrogatepass";
-        // SAFETY: `s` is a live object of the graph (the GIL is held); the encoder returns
-        // a new bytes object or NULL with an exception, which is cleared.
+        // SAFETY: `s` is a live object of the graph (the GIL is held). For an exact str,
+        // `state` and `length` are fields of its `PyASCIIObject` header and, when compact
+        // and ASCII, its `length` bytes start `ascii_size` bytes in (the layout table,
+        // checked by the probe). The encoder returns a new bytes object or NULL with an
+        // exception, which is cleared.
         unsafe {
             if ffi::PyUnicode_CheckExact(s) == 0 {
                 return Err("a string field does not hold a str".into());
